@@ -1,0 +1,159 @@
+"""The typed profile: every section and key a profile may hold, with defaults and meaning.
+
+These frozen dataclasses are the schema; `signconsole.profile` loads TOML into them and reports
+every problem with file, line, key and a "did you mean". Each field's comment is its reference
+documentation (README's profile reference is generated from the same words).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["teacher", "student", "distill"]
+Normalization = Literal["none", "per_sample", "corpus_stats"]
+Coordinates = Literal["raw", "shoulder"]
+Architecture = Literal["i3d_teacher", "mobilenet_student", "bilstm"]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+ScheduleName = Literal["constant", "cosine", "step", "plateau", "cyclic"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["fp32", "bf16", "fp16"]
+AdaptMethod = Literal["temporal_mean", "spatial_mean", "temporal_max"]
+WerNormalization = Literal["none", "phoenix"]
+
+
+@dataclass(frozen=True)
+class FingerspellConfig:
+    lang: str = "ase"  # sign language code of the lexicon (ase, gsg, bzs, ...)
+    seed: int = 0  # the corpus is a pure function of (lang, seed, counts)
+    train: int = 600  # training sequences (spelled words with augmentation)
+    dev: int = 80  # dev sequences, words disjoint from train
+    test: int = 80  # test sequences, words disjoint from train and dev
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = "fingerspell"  # Phoenix-layout directory, or "fingerspell" (built-in corpus)
+    normalization: Normalization = "corpus_stats"  # applied once, in the data pipeline
+    coordinates: Coordinates = "raw"  # units of the spatial block: raw or shoulder-centred
+    batch_size: int = 16
+    max_frames: int = 0  # longer sequences are skipped and reported; 0 = no limit
+    bucket_width: int = 8  # frames per length bucket for batching
+    num_workers: int = 0  # DataLoader worker processes
+    wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
+    fingerspell: FingerspellConfig = field(default_factory=FingerspellConfig)
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    path: str = ""  # checkpoint or state dict to load; "" = train from scratch
+    adapt: AdaptMethod = "temporal_mean"  # how I3D 3D kernels become 1D
+    allow_partial: bool = False  # a load that matches nothing is an error unless true
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: Architecture = "mobilenet_student"
+    hidden: int = 256  # width of the fusion output and of the recurrent layer (per direction)
+    fusion_dim: int = 64  # per-modality encoder width
+    lstm_layers: int = 1
+    dropout: float = 0.1
+    temporal_stride: int = 4  # total downsampling in time (1, 2 or 4); never collapses time
+    width_multiplier: float = 1.0  # scales convolutional channels
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: OptimizerName = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0  # max total grad norm; 0 = off
+    stage_lr: dict[str, float] = field(default_factory=dict)  # per-stage LR multipliers
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: ScheduleName = "cosine"
+    warmup_steps: int = 100  # linear warmup from warmup_start_factor * lr
+    warmup_start_factor: float = 0.1
+    min_lr: float = 1e-5  # floor of cosine
+    step_size: int = 1000  # step schedule: steps between decays
+    gamma: float = 0.5  # step/plateau decay factor
+    patience: int = 3  # plateau: evaluations without improvement before decay
+    cycle_steps: int = 2000  # cyclic: steps per triangle
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    max_epochs: int = 30
+    max_steps: int = 0  # 0 = limited by epochs only
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    eval_every: int = 0  # steps between evaluations; 0 = each epoch
+    log_every: int = 10  # steps between logged metrics (.item() syncs only here)
+    grad_accumulation: int = 1
+    seed: int = 0
+    deterministic: bool = False
+    device: Device = "auto"
+    precision: Precision = "fp32"  # bf16/fp16 autocast on CUDA only
+    compile: bool = False  # torch.compile the model
+    early_stopping: int = 0  # stop after N evaluations without dev WER improvement; 0 = off
+    beam_width: int = 5  # beam search width for sample decodes and evaluation
+    sample_decodes: int = 6  # dev samples decoded and shown per evaluation
+    checkpoint_every: int = 0  # steps between "last" checkpoints; 0 = each evaluation
+
+
+@dataclass(frozen=True)
+class StageUnfreeze:
+    epoch: int
+    unfreeze: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    frozen: tuple[str, ...] = ()  # stages frozen at start
+    freeze_until: str = ""  # freeze every stage up to and including this one
+    schedule: tuple[StageUnfreeze, ...] = ()  # explicit unfreezing at epochs
+    stages: int = 0  # generated schedule: unfreeze in N steps over the run, top to bottom
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    nonfinite_pause_after: int = 3  # consecutive non-finite steps before the run pauses
+    grad_norm_explode: float = 100.0  # total grad norm above this is an alarm
+    grad_norm_vanish: float = 1e-3  # grad norm below this (after warmup) is an alarm
+    logit_std_min: float = 0.01  # logits spread below this: output signal death (seed 000)
+    collapse_similarity: float = 0.995  # mean cosine of consecutive encoder frames (seed 003)
+    blank_only_after_evals: int = 2  # blank-only decodes alarm from this evaluation on
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    teacher: str = ""  # run directory or checkpoint of the teacher
+    temperature: float = 4.0
+    alpha: float = 0.7  # weight of the KD term; 1 - alpha weighs CTC
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    runs_dir: str = "runs"  # where run directories land (relative to the working directory)
+    keep_checkpoints: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind: Kind
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    source: str = ""  # the file it was loaded from (not a TOML key)

@@ -1,0 +1,142 @@
+"""The feature layout: the one contract between landmark data and models.
+
+Per frame, MediaPipe Holistic gives 543 landmarks x (x, y, z):
+
+    landmark index    0..32    pose        (33)
+                     33..500   face        (468)
+                    501..521   left hand   (21)
+                    522..542   right hand  (21)
+
+(the order of MediaPipe Holistic and of .pose files, whose 478-point face is cut to its first 468).
+
+The model input is a 6516-vector per frame, in this order (the layout the seeds used):
+
+    pose 99 | hands 126 (left 63, right 63) | face 1404 | temporal 4887
+
+The first 1629 values are the spatial coordinates s[t] of the 543 landmarks reordered to
+pose, left hand, right hand, face and flattened landmark-major (x, y, z of one landmark, then the
+next). The temporal block is three
+1629-vectors derived from s:
+
+    velocity      v[t] = s[t] - s[t-1]            (v[0] = 0)
+    acceleration  a[t] = v[t] - v[t-1]            (a[0] = 0)
+    relative      r[t] = (p[t] - c[t]) / w[t]     body-centred position of every landmark:
+                                                  c = shoulder centre (mean of pose 11 and 12),
+                                                  w = shoulder width (x, y distance of 11 and 12)
+
+A landmark that was not detected is a mask bit, not a silent zero: its spatial value is written
+as 0 so the vector stays finite, and every temporal value that touches a missing landmark
+(either frame of a difference, or a missing shoulder) is 0 as well, so a hand entering the frame
+never shows up as a huge fake velocity.
+
+`coordinates` chooses the units of s (and so of v and a): `"raw"` keeps the coordinates as stored
+(pixels for .pose files, 0..1 for MediaPipe output), `"shoulder"` uses the body-centred frame of r,
+which cancels camera distance and position across signers and recordings (not rotation). The
+relative block is body-centred either way, so a model always sees one translation- and
+scale-free view.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+N_POSE, N_HAND, N_FACE = 33, 21, 468
+N_LANDMARKS = N_POSE + 2 * N_HAND + N_FACE  # 543
+SPATIAL_DIM = N_LANDMARKS * 3  # 1629
+FEATURE_DIM = SPATIAL_DIM * 4  # 6516
+LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12
+COORDINATE_SYSTEMS = ("raw", "shoulder")
+
+
+class FeatureLayout:
+    """Owns every slice of the landmark array and of the 6516-vector.
+
+    Fusion modules, diagnostics and extraction all read their ranges from here, so a change of
+    layout happens in one place.
+    """
+
+    # Landmark ranges in the [T, 543, 3] array.
+    pose_landmarks: ClassVar[slice] = slice(0, N_POSE)
+    face_landmarks: ClassVar[slice] = slice(N_POSE, N_POSE + N_FACE)
+    left_hand_landmarks: ClassVar[slice] = slice(N_POSE + N_FACE, N_POSE + N_FACE + N_HAND)
+    right_hand_landmarks: ClassVar[slice] = slice(N_POSE + N_FACE + N_HAND, N_LANDMARKS)
+
+    # Ranges in the 6516-vector.
+    pose: ClassVar[slice] = slice(0, 99)
+    hands: ClassVar[slice] = slice(99, 225)
+    left_hand: ClassVar[slice] = slice(99, 162)
+    right_hand: ClassVar[slice] = slice(162, 225)
+    face: ClassVar[slice] = slice(225, SPATIAL_DIM)
+    spatial: ClassVar[slice] = slice(0, SPATIAL_DIM)
+    temporal: ClassVar[slice] = slice(SPATIAL_DIM, FEATURE_DIM)
+    velocity: ClassVar[slice] = slice(SPATIAL_DIM, 2 * SPATIAL_DIM)
+    acceleration: ClassVar[slice] = slice(2 * SPATIAL_DIM, 3 * SPATIAL_DIM)
+    relative: ClassVar[slice] = slice(3 * SPATIAL_DIM, FEATURE_DIM)
+
+    n_landmarks: ClassVar[int] = N_LANDMARKS
+    dim: ClassVar[int] = FEATURE_DIM
+
+    def modalities(self) -> dict[str, slice]:
+        """The four modality blocks the fusion encoders consume, in vector order."""
+        return {"pose": self.pose, "hands": self.hands, "face": self.face, "temporal": self.temporal}
+
+    def landmark_groups(self) -> dict[str, slice]:
+        """Landmark-index ranges, for detection rates and diagnostics."""
+        return {
+            "pose": self.pose_landmarks,
+            "left_hand": self.left_hand_landmarks,
+            "right_hand": self.right_hand_landmarks,
+            "face": self.face_landmarks,
+        }
+
+    def features(
+        self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "shoulder"
+    ) -> torch.Tensor:
+        """Derive [..., T, 6516] features from [..., T, 543, 3] landmarks and a [..., T, 543] mask.
+
+        Works on a single sequence or a padded batch (padding frames should be masked out).
+        """
+        if coordinates not in COORDINATE_SYSTEMS:
+            raise ValueError(f"coordinates must be one of {COORDINATE_SYSTEMS}, got {coordinates!r}")
+        points = landmarks.float()
+        present = mask.bool()
+        shoulders_present = present[..., LEFT_SHOULDER] & present[..., RIGHT_SHOULDER]  # [..., T]
+        centre = 0.5 * (points[..., LEFT_SHOULDER, :] + points[..., RIGHT_SHOULDER, :])  # [..., T, 3]
+        width = (points[..., LEFT_SHOULDER, :2] - points[..., RIGHT_SHOULDER, :2]).norm(dim=-1)
+        # A frame without both shoulders has no body frame: keep it finite, the mask decides.
+        width = torch.where(shoulders_present & (width > 1e-6), width, torch.ones_like(width))
+        body = (points - centre[..., None, :]) / width[..., None, None]
+        if coordinates == "shoulder":
+            points = body
+        points = torch.where(present[..., None], points, torch.zeros_like(points))
+
+        # Landmark order (pose, face, hands) -> vector order (pose, hands, face).
+        order = _VECTOR_ORDER.to(points.device)
+        points, body, present = points[..., order, :], body[..., order, :], present[..., order]
+        spatial = points.flatten(-2)  # [..., T, 1629]
+        present3 = present.repeat_interleave(3, dim=-1)  # [..., T, 1629]
+
+        velocity = torch.zeros_like(spatial)
+        both = present3[..., 1:, :] & present3[..., :-1, :]
+        velocity[..., 1:, :] = torch.where(both, spatial[..., 1:, :] - spatial[..., :-1, :], 0.0)
+        acceleration = torch.zeros_like(spatial)
+        both_v = both[..., 1:, :] & both[..., :-1, :]
+        acceleration[..., 2:, :] = torch.where(
+            both_v, velocity[..., 2:, :] - velocity[..., 1:-1, :], 0.0
+        )
+        relative_ok = present3 & shoulders_present[..., None]
+        relative = torch.where(relative_ok, body.flatten(-2), 0.0)
+        return torch.cat([spatial, velocity, acceleration, relative], dim=-1)
+
+
+_VECTOR_ORDER = torch.cat(
+    [
+        torch.arange(0, N_POSE),
+        torch.arange(N_POSE + N_FACE, N_LANDMARKS),
+        torch.arange(N_POSE, N_POSE + N_FACE),
+    ]
+)
+
+LAYOUT = FeatureLayout()

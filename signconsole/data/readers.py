@@ -1,0 +1,195 @@
+"""Readers and the writer for per-sequence feature files.
+
+Four formats are read, each sniffed by extension and shape:
+
+- ``.npz``  signconsole's landmark file: ``landmarks`` [T, 543, 3] (float16) + ``mask`` [T, 543]
+  (bool, True = detected) + ``fps``. What `extract` and `data fingerspell` write.
+- ``.pose`` pose-format files (MediaPipe Holistic): the first four components are used in
+  Holistic order (pose 33, face 478 -> first 468, left hand 21, right hand 21); a point that
+  pose-format masks (confidence 0) is missing.
+- ``.npy`` [T, 543, 3] landmarks (float16 ok); a point whose three values are all 0 counts as
+  missing, the convention of tools that write zeros for undetected hands.
+- ``.npy`` [T, 6516] precomputed features, as the seeds stored them (no mask: all present).
+
+Every problem is a `FeatureFileError` whose message names the file and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from signconsole.data.layout import FEATURE_DIM, N_FACE, N_HAND, N_LANDMARKS, N_POSE
+
+FEATURE_SUFFIXES = (".npz", ".pose", ".npy")
+
+
+class FeatureFileError(ValueError):
+    """A feature file that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One sequence as read from disk: landmarks with a mask, or precomputed features."""
+
+    landmarks: np.ndarray | None  # [T, 543, 3] float16/float32
+    mask: np.ndarray | None  # [T, 543] bool, True = detected
+    features: np.ndarray | None  # [T, 6516] float32, for precomputed files
+    fps: float | None
+
+    @property
+    def n_frames(self) -> int:
+        array = self.landmarks if self.landmarks is not None else self.features
+        assert array is not None
+        return int(array.shape[0])
+
+
+def read_sequence(path: str | Path) -> Sequence:
+    path = Path(path)
+    if not path.exists():
+        raise FeatureFileError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise FeatureFileError(f"{path}: file is empty; re-extract or rebuild this sequence")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            sequence = _read_npz(path)
+        elif suffix == ".npy":
+            sequence = _read_npy(path)
+        elif suffix == ".pose":
+            sequence = _read_pose(path)
+        else:
+            raise FeatureFileError(
+                f"{path}: unknown feature file type {suffix!r}; expected one of "
+                f"{', '.join(FEATURE_SUFFIXES)}"
+            )
+    except FeatureFileError:
+        raise
+    except Exception as error:  # a truncated or foreign file: numpy/pose-format raise anything
+        raise FeatureFileError(
+            f"{path}: cannot be read ({type(error).__name__}: {error}); the file is corrupt or "
+            "not a feature file, re-extract it"
+        ) from None
+    _check_finite(path, sequence)
+    return sequence
+
+
+def _read_npz(path: Path) -> Sequence:
+    with np.load(path, allow_pickle=False) as archive:
+        missing = {"landmarks", "mask"} - set(archive.files)
+        if missing:
+            raise FeatureFileError(
+                f"{path}: .npz landmark file lacks {', '.join(sorted(missing))}; it needs "
+                "'landmarks' [T, 543, 3] and 'mask' [T, 543]"
+            )
+        landmarks = archive["landmarks"]
+        mask = archive["mask"].astype(bool)
+        fps = float(archive["fps"]) if "fps" in archive.files else 0.0
+        fps = fps or None  # 0 is written for "unknown"
+    _check_landmark_shape(path, landmarks)
+    if mask.shape != landmarks.shape[:2]:
+        raise FeatureFileError(
+            f"{path}: mask has shape {list(mask.shape)}, expected {list(landmarks.shape[:2])}"
+        )
+    return Sequence(landmarks=landmarks, mask=mask, features=None, fps=fps)
+
+
+def _read_npy(path: Path) -> Sequence:
+    array = np.load(path, allow_pickle=False)
+    if array.ndim == 3:
+        _check_landmark_shape(path, array)
+        mask = np.any(array != 0, axis=-1)
+        return Sequence(landmarks=array, mask=mask, features=None, fps=None)
+    if array.ndim == 2 and array.shape[1] == FEATURE_DIM:
+        if array.shape[0] == 0:
+            raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
+        return Sequence(landmarks=None, mask=None, features=array.astype(np.float32), fps=None)
+    raise FeatureFileError(
+        f"{path}: array of shape {list(array.shape)} is neither landmarks [T, {N_LANDMARKS}, 3] "
+        f"nor features [T, {FEATURE_DIM}]"
+    )
+
+
+def _read_pose(path: Path) -> Sequence:
+    from pose_format import Pose  # imported here: pose-format pulls in more than numpy
+
+    pose = Pose.read(path.read_bytes())
+    names = [component.name for component in pose.header.components]
+    wanted = [
+        ("POSE_LANDMARKS", N_POSE),
+        ("FACE_LANDMARKS", N_FACE),
+        ("LEFT_HAND_LANDMARKS", N_HAND),
+        ("RIGHT_HAND_LANDMARKS", N_HAND),
+    ]
+    data = pose.body.data[:, 0]  # first person: [T, points, dims]
+    points = np.ma.getdata(data)
+    masked = np.ma.getmaskarray(data)
+    parts, part_masks = [], []
+    for name, count in wanted:
+        if name not in names:
+            raise FeatureFileError(
+                f"{path}: .pose file has no {name} component (it has {', '.join(names)}); "
+                "signconsole needs MediaPipe Holistic poses"
+            )
+        start = sum(len(c.points) for c in pose.header.components[: names.index(name)])
+        available = len(pose.header.components[names.index(name)].points)
+        if available < count:
+            raise FeatureFileError(f"{path}: {name} has {available} points, expected {count}")
+        parts.append(points[:, start : start + count, :3])
+        part_masks.append(~masked[:, start : start + count, :3].any(axis=-1))
+    landmarks = np.concatenate(parts, axis=1).astype(np.float32)
+    mask = np.concatenate(part_masks, axis=1)
+    if landmarks.shape[0] == 0:
+        raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
+    if landmarks.shape[-1] < 3:  # a 2D pose file: z unknown
+        landmarks = np.pad(landmarks, ((0, 0), (0, 0), (0, 3 - landmarks.shape[-1])))
+    return Sequence(landmarks=landmarks, mask=mask, features=None, fps=float(pose.body.fps))
+
+
+def _check_landmark_shape(path: Path, landmarks: np.ndarray) -> None:
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 3):
+        raise FeatureFileError(
+            f"{path}: landmarks have shape {list(landmarks.shape)}, expected [T, {N_LANDMARKS}, 3] "
+            "(pose 33, face 468, left hand 21, right hand 21)"
+        )
+    if landmarks.shape[0] == 0:
+        raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
+
+
+def _check_finite(path: Path, sequence: Sequence) -> None:
+    array = sequence.landmarks if sequence.landmarks is not None else sequence.features
+    assert array is not None
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        raise FeatureFileError(
+            f"{path}: contains NaN/Inf ({int((~finite).sum())} values, first at frame {bad[0]}); "
+            "mark undetected landmarks in the mask instead of writing NaN, or re-extract"
+        )
+
+
+def write_landmarks(
+    path: str | Path, landmarks: np.ndarray, mask: np.ndarray, fps: float | None = None
+) -> None:
+    """Write an .npz landmark file atomically: a killed writer never leaves a file that looks done."""
+    path = Path(path)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 3):
+        raise ValueError(f"landmarks must be [T, {N_LANDMARKS}, 3], got {list(landmarks.shape)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                landmarks=np.where(mask[..., None], landmarks, 0).astype(np.float16),
+                mask=mask.astype(bool),
+                fps=np.float32(fps if fps is not None else 0.0),
+            )
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
