@@ -78,9 +78,25 @@ class FeatureLayout:
     n_landmarks: ClassVar[int] = N_LANDMARKS
     dim: ClassVar[int] = FEATURE_DIM
 
+    def normalization_blocks(self) -> dict[str, slice]:
+        """Blocks whose values share one scale: statistics are pooled within each."""
+        return {
+            "pose": self.pose,
+            "hands": self.hands,
+            "face": self.face,
+            "velocity": self.velocity,
+            "acceleration": self.acceleration,
+            "relative": self.relative,
+        }
+
     def modalities(self) -> dict[str, slice]:
         """The four modality blocks the fusion encoders consume, in vector order."""
-        return {"pose": self.pose, "hands": self.hands, "face": self.face, "temporal": self.temporal}
+        return {
+            "pose": self.pose,
+            "hands": self.hands,
+            "face": self.face,
+            "temporal": self.temporal,
+        }
 
     def landmark_groups(self) -> dict[str, slice]:
         """Landmark-index ranges, for detection rates and diagnostics."""
@@ -92,18 +108,29 @@ class FeatureLayout:
         }
 
     def features(
-        self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "shoulder"
+        self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "raw"
     ) -> torch.Tensor:
         """Derive [..., T, 6516] features from [..., T, 543, 3] landmarks and a [..., T, 543] mask.
 
         Works on a single sequence or a padded batch (padding frames should be masked out).
         """
+        return self.features_with_validity(landmarks, mask, coordinates)[0]
+
+    def features_with_validity(
+        self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "raw"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and a same-shaped bool tensor: True where the value rests on detected
+        landmarks. Normalization uses it so missing values neither skew statistics nor move."""
         if coordinates not in COORDINATE_SYSTEMS:
-            raise ValueError(f"coordinates must be one of {COORDINATE_SYSTEMS}, got {coordinates!r}")
+            raise ValueError(
+                f"coordinates must be one of {COORDINATE_SYSTEMS}, got {coordinates!r}"
+            )
         points = landmarks.float()
         present = mask.bool()
         shoulders_present = present[..., LEFT_SHOULDER] & present[..., RIGHT_SHOULDER]  # [..., T]
-        centre = 0.5 * (points[..., LEFT_SHOULDER, :] + points[..., RIGHT_SHOULDER, :])  # [..., T, 3]
+        centre = 0.5 * (
+            points[..., LEFT_SHOULDER, :] + points[..., RIGHT_SHOULDER, :]
+        )  # [..., T, 3]
         width = (points[..., LEFT_SHOULDER, :2] - points[..., RIGHT_SHOULDER, :2]).norm(dim=-1)
         # A frame without both shoulders has no body frame: keep it finite, the mask decides.
         width = torch.where(shoulders_present & (width > 1e-6), width, torch.ones_like(width))
@@ -128,7 +155,15 @@ class FeatureLayout:
         )
         relative_ok = present3 & shoulders_present[..., None]
         relative = torch.where(relative_ok, body.flatten(-2), 0.0)
-        return torch.cat([spatial, velocity, acceleration, relative], dim=-1)
+        features = torch.cat([spatial, velocity, acceleration, relative], dim=-1)
+        valid = torch.cat([present3, both_padded(both, 1), both_padded(both_v, 2), relative_ok], -1)
+        return features, valid
+
+
+def both_padded(valid: torch.Tensor, frames: int) -> torch.Tensor:
+    """Left-pad a validity tensor over time by `frames` False frames (v[0], a[0..1] are undefined)."""
+    pad = torch.zeros_like(valid[..., :frames, :])
+    return torch.cat([pad, valid], dim=-2)
 
 
 _VECTOR_ORDER = torch.cat(

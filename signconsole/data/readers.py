@@ -180,7 +180,9 @@ def write_landmarks(
     if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 3):
         raise ValueError(f"landmarks must be [T, {N_LANDMARKS}, 3], got {list(landmarks.shape)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
             np.savez_compressed(

@@ -1,0 +1,5 @@
+import sys
+
+from signconsole.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""`signconsole` command line.
+
+Imports stay lazy: `--help` must answer in well under a second, and the headless commands never
+import Textual. Every expected failure (bad profile, bad data) ends as one line on stderr per
+problem and a documented exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (API: scripts and schedulers rely on them)."""
+
+    OK = 0
+    FAILED = 1  # the run failed (non-finite loss pause, doctor check failed, ...)
+    BAD_INPUT = 2  # the profile, the data or the command line is wrong; nothing was trained
+    NOT_IMPLEMENTED = 3  # a command this version does not provide yet
+    INTERRUPTED = 130  # Ctrl+C / SIGTERM: stopped cleanly after a checkpoint
+
+
+COMMANDS = ("run", "runs", "show", "compare", "doctor", "extract", "eval", "decode", "export", "data")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signconsole",
+        description="Train continuous sign language recognition models from a terminal.",
+        epilog="`signconsole` alone opens the console; `signconsole PROFILE.toml` opens it on a profile.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train a profile headless")
+    run.add_argument("profile", help="profile TOML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a profile key, e.g. --set optimizer.learning_rate=3e-4")
+    run.add_argument("--resume", metavar="RUN", help="continue a run directory from its last checkpoint")
+    run.add_argument("--runs-dir", metavar="DIR", help="where run directories go (default: profile's output.runs_dir)")
+
+    runs = commands.add_parser("runs", help="list past and running runs")
+    runs.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
+
+    show = commands.add_parser("show", help="review a run (follows it live if still training)")
+    show.add_argument("run")
+
+    compare = commands.add_parser("compare", help="compare runs: curves, best metrics, profile diff")
+    compare.add_argument("runs", nargs="+")
+
+    doctor = commands.add_parser("doctor", help="pre-flight checks and the overfit test")
+    doctor.add_argument("profile")
+    doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    extract = commands.add_parser("extract", help="MediaPipe landmarks from videos or frame folders")
+    extract.add_argument("input")
+    extract.add_argument("--out", required=True)
+
+    evaluate = commands.add_parser("eval", help="score a checkpoint on a split")
+    evaluate.add_argument("run")
+    decode = commands.add_parser("decode", help="decode feature files with a checkpoint")
+    decode.add_argument("run")
+    decode.add_argument("files", nargs="+")
+    export = commands.add_parser("export", help="export a run's metrics (csv, tensorboard)")
+    export.add_argument("run")
+
+    data = commands.add_parser("data", help="build and inspect corpora")
+    data_commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    fingerspell = data_commands.add_parser(
+        "fingerspell", help="build the continuous fingerspelling corpus from the real pose lexicon"
+    )
+    fingerspell.add_argument("--lang", default="ase", help="sign language code (see `data languages`)")
+    fingerspell.add_argument("--out", required=True, help="output directory (Phoenix layout)")
+    fingerspell.add_argument("--seed", type=int, default=0)
+    fingerspell.add_argument("--train", type=int, default=600, help="training sequences")
+    fingerspell.add_argument("--dev", type=int, default=80)
+    fingerspell.add_argument("--test", type=int, default=80)
+    data_commands.add_parser("languages", help="sign languages in the fingerspelling lexicon")
+    summary = data_commands.add_parser("summary", help="open a profile's data and summarize it")
+    summary.add_argument("profile")
+    summary.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _not_implemented(what: str) -> int:
+    print(f"signconsole: `{what}` is not implemented in this version yet.", file=sys.stderr)
+    return ExitCode.NOT_IMPLEMENTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    console_profile = None
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        console_profile, argv = argv[0], argv[1:]  # `signconsole PROFILE.toml`
+    args = _parser().parse_args(argv)
+    args.console_profile = console_profile
+    try:
+        return int(_dispatch(args))
+    except KeyboardInterrupt:
+        print("signconsole: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Exception as error:  # expected user errors become one line each; others propagate
+        from signconsole.errors import user_error_lines
+
+        lines = user_error_lines(error)
+        if lines is None:
+            raise
+        for line in lines:
+            print(f"signconsole: error: {line}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command is None:
+        profile = f" {args.console_profile}" if args.console_profile else ""
+        return _not_implemented(f"signconsole{profile}" +
+                                " (the live console); use `signconsole run PROFILE` meanwhile")
+    if command == "run":
+        from signconsole.commands.run import run_command
+
+        return run_command(Path(args.profile), args.overrides, args.resume, args.runs_dir)
+    if command == "data":
+        from signconsole.commands import data
+
+        return data.dispatch(args)
+    return _not_implemented(command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""A corpus in the Phoenix-2014 layout.
+
+    ROOT/annotations/manual/{train,dev,test}.corpus.csv   id|folder|signer|annotation (header line)
+    ROOT/annotations/manual/{split}.frames.csv            id|frames (optional)
+    ROOT/features/{split}/{id}.{npz,npy,pose}             one feature file per id
+
+The feature file of a sample is found, in order: the `folder` column when it names a file with a
+feature suffix (relative to ROOT), then features/{split}/{id}.*, then features/{id}.*. Phoenix's
+own `folder` column points at PNG frames; `signconsole extract` turns those into feature files
+named by id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from signconsole.data.readers import FEATURE_SUFFIXES
+
+SPLITS = ("train", "dev", "test")
+HEADER = ("id", "folder", "signer", "annotation")
+
+
+class CorpusError(ValueError):
+    """A corpus problem; the message names the file, line or sample id and the fix."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    folder: str
+    signer: str
+    glosses: tuple[str, ...]
+    frames: int | None  # from {split}.frames.csv when present
+
+
+def annotation_path(root: Path, split: str) -> Path:
+    return root / "annotations" / "manual" / f"{split}.corpus.csv"
+
+
+def read_annotations(path: Path) -> list[Entry]:
+    """Parse one split's corpus.csv; every malformed line is reported with file and line."""
+    if not path.exists():
+        raise CorpusError(
+            f"{path}: annotation file not found; a corpus needs "
+            "annotations/manual/{train,dev,test}.corpus.csv"
+        )
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].strip().split("|") != list(HEADER):
+        raise CorpusError(f"{path}:1: expected the header line {'|'.join(HEADER)}")
+    entries: list[Entry] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != 4:
+            raise CorpusError(
+                f"{path}:{number}: expected 4 fields (id|folder|signer|annotation), "
+                f"found {len(fields)}: {line[:80]!r}"
+            )
+        sample_id, folder, signer, annotation = (f.strip() for f in fields)
+        if not sample_id:
+            raise CorpusError(f"{path}:{number}: empty id")
+        if sample_id in seen:
+            raise CorpusError(
+                f"{path}:{number}: id {sample_id} already used on line {seen[sample_id]}"
+            )
+        seen[sample_id] = number
+        glosses = tuple(annotation.split())
+        if not glosses:
+            raise CorpusError(f"{path}:{number}: sample {sample_id} has an empty annotation")
+        entries.append(Entry(sample_id, folder, signer, glosses, None))
+    frames = _read_frames(path.with_name(path.name.replace(".corpus.csv", ".frames.csv")))
+    if frames:
+        entries = [Entry(e.id, e.folder, e.signer, e.glosses, frames.get(e.id)) for e in entries]
+    return entries
+
+
+def _read_frames(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    frames: dict[str, int] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split("|")
+        if number == 1 and fields[0] == "id":
+            continue
+        if len(fields) != 2 or not fields[1].strip().isdigit():
+            raise CorpusError(f"{path}:{number}: expected id|frames, found {line[:80]!r}")
+        frames[fields[0].strip()] = int(fields[1])
+    return frames
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Path
+    splits: dict[str, list[Entry]]
+
+    @classmethod
+    def open(cls, root: str | Path, splits: tuple[str, ...] = SPLITS) -> Corpus:
+        root = Path(root)
+        if not root.is_dir():
+            raise CorpusError(
+                f"{root}: corpus directory not found; set data.corpus in the profile "
+                'to a Phoenix-layout folder or to "fingerspell"'
+            )
+        return cls(
+            root, {split: read_annotations(annotation_path(root, split)) for split in splits}
+        )
+
+    def feature_path(self, split: str, entry: Entry) -> Path:
+        candidates = []
+        if Path(entry.folder).suffix.lower() in FEATURE_SUFFIXES:
+            candidates.append(self.root / entry.folder)
+        for folder in (self.root / "features" / split, self.root / "features"):
+            candidates.extend(folder / f"{entry.id}{suffix}" for suffix in FEATURE_SUFFIXES)
+        for candidate in candidates:
+            if candidate.exists():
+                return candidate
+        raise CorpusError(
+            f"sample {entry.id} ({split}): no feature file; looked for {candidates[0]} and "
+            f"{len(candidates) - 1} other names. Run `signconsole extract` on the corpus first"
+        )
+
+    def glosses(self, split: str) -> list[tuple[str, ...]]:
+        return [entry.glosses for entry in self.splits[split]]

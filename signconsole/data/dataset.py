@@ -1,0 +1,198 @@
+"""From corpus entries to padded, normalized batches.
+
+`SequenceDataset` reads each feature file once (kept in memory as float16 landmarks, ~2 KB a
+frame) and derives the 6516-vector on the fly; `collate` pads a batch and returns lengths. The
+length-bucketed sampler keeps padding low: batches are drawn from sequences of similar length.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from signconsole.data.corpus import Corpus, Entry
+from signconsole.data.layout import LAYOUT
+from signconsole.data.normalize import FeatureStats, StatsAccumulator, normalize
+from signconsole.data.readers import read_sequence
+from signconsole.data.vocabulary import Vocabulary
+
+
+@dataclass
+class Item:
+    id: str
+    features: torch.Tensor  # [T, F] float32, normalized
+    targets: list[int]
+
+
+@dataclass
+class Batch:
+    ids: list[str]
+    features: torch.Tensor  # [B, T, F]
+    lengths: torch.Tensor  # [B] int64
+    targets: torch.Tensor  # [sum of target lengths] int64 (CTC concatenated form)
+    target_lengths: torch.Tensor  # [B] int64
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(
+            self.ids,
+            self.features.to(device, non_blocking=non_blocking),
+            self.lengths,  # lengths stay on CPU: CTC and packing want them there
+            self.targets,
+            self.target_lengths,
+        )
+
+    @property
+    def frames(self) -> int:
+        return int(self.lengths.sum())
+
+
+class SequenceDataset(Dataset):
+    def __init__(
+        self,
+        corpus: Corpus,
+        split: str,
+        vocabulary: Vocabulary,
+        normalization: str = "none",
+        stats: FeatureStats | None = None,
+        coordinates: str = "raw",
+        max_frames: int = 0,
+        entries: list[Entry] | None = None,
+        unknown_glosses: str = "error",
+    ) -> None:
+        """`unknown_glosses`: "error" (train: the vocabulary is built from it) or "drop" (dev/test:
+        a gloss the vocabulary lacks is left out of the loss targets and counted in
+        `unknown`; WER still scores it against the full reference, as an error)."""
+        self.corpus, self.split = corpus, split
+        self.vocabulary = vocabulary
+        self.normalization, self.stats, self.coordinates = normalization, stats, coordinates
+        entries = list(corpus.splits[split] if entries is None else entries)
+        self.paths = [corpus.feature_path(split, entry) for entry in entries]
+        self.entries = entries
+        self.unknown: Counter[str] = Counter()
+        if unknown_glosses == "drop":
+            for entry in entries:
+                self.unknown.update(g for g in entry.glosses if g not in vocabulary)
+            self.targets = [
+                vocabulary.encode([g for g in e.glosses if g in vocabulary]) for e in entries
+            ]
+        else:
+            self.targets = [vocabulary.encode(entry.glosses, entry.id) for entry in entries]
+        self._cache: dict[int, tuple] = {}
+        self.skipped: list[str] = []
+        if max_frames:
+            keep = [i for i in range(len(entries)) if self.length(i) <= max_frames]
+            self.skipped = [entries[i].id for i in range(len(entries)) if i not in set(keep)]
+            self.entries = [entries[i] for i in keep]
+            self.paths = [self.paths[i] for i in keep]
+            self.targets = [self.targets[i] for i in keep]
+            self._cache = {
+                new: self._cache[old] for new, old in enumerate(keep) if old in self._cache
+            }
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _raw(self, index: int) -> tuple:
+        cached = self._cache.get(index)
+        if cached is None:
+            sequence = read_sequence(self.paths[index])
+            if sequence.landmarks is not None:
+                cached = (
+                    torch.from_numpy(sequence.landmarks.astype("float16")),
+                    torch.from_numpy(sequence.mask),
+                )
+            else:
+                cached = (torch.from_numpy(sequence.features),)
+            self._cache[index] = cached
+        return cached
+
+    def length(self, index: int) -> int:
+        entry = self.entries[index]
+        return entry.frames if entry.frames is not None else int(self._raw(index)[0].shape[0])
+
+    def lengths(self) -> list[int]:
+        return [self.length(i) for i in range(len(self))]
+
+    def raw_features(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features before normalization and their validity."""
+        raw = self._raw(index)
+        if len(raw) == 2:
+            return LAYOUT.features_with_validity(raw[0], raw[1], self.coordinates)
+        features = raw[0]
+        return features, torch.ones_like(features, dtype=torch.bool)
+
+    def __getitem__(self, index: int) -> Item:
+        features, valid = self.raw_features(index)
+        features = normalize(features, valid, self.normalization, self.stats)
+        return Item(self.entries[index].id, features, self.targets[index])
+
+    def compute_stats(self) -> FeatureStats:
+        accumulator = StatsAccumulator(LAYOUT.dim)
+        for index in range(len(self)):
+            accumulator.add(*self.raw_features(index))
+        return accumulator.stats()
+
+
+def collate(items: list[Item]) -> Batch:
+    lengths = torch.tensor([item.features.shape[0] for item in items], dtype=torch.long)
+    features = torch.zeros(len(items), int(lengths.max()), items[0].features.shape[1])
+    for row, item in enumerate(items):
+        features[row, : item.features.shape[0]] = item.features
+    targets = torch.tensor([t for item in items for t in item.targets], dtype=torch.long)
+    target_lengths = torch.tensor([len(item.targets) for item in items], dtype=torch.long)
+    return Batch([item.id for item in items], features, lengths, targets, target_lengths)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar-length sequences.
+
+    Indices are sorted by length with a little random jitter (so batches differ between epochs),
+    cut into batches, and the batch order shuffled. `sorted_first_epoch` runs the first epoch
+    short-to-long, which gets CTC off its plateau sooner.
+    """
+
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        bucket_width: int = 8,
+        shuffle: bool = True,
+        seed: int = 0,
+        sorted_first_epoch: bool = False,
+    ) -> None:
+        self.lengths, self.batch_size, self.bucket_width = lengths, batch_size, max(1, bucket_width)
+        self.shuffle, self.seed, self.sorted_first_epoch = shuffle, seed, sorted_first_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        jitter = (lambda: rng.random()) if self.shuffle else (lambda: 0.0)
+        keyed = sorted(
+            range(len(self.lengths)),
+            key=lambda i: (self.lengths[i] // self.bucket_width, jitter(), self.lengths[i]),
+        )
+        batches = [keyed[i : i + self.batch_size] for i in range(0, len(keyed), self.batch_size)]
+        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def padding_efficiency(batches: list[list[int]], lengths: list[int]) -> float:
+    """Real frames / padded frames over all batches (1.0 = no padding)."""
+    real = sum(lengths[i] for batch in batches for i in batch)
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches if batch)
+    return real / padded if padded else 1.0

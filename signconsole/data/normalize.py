@@ -1,0 +1,127 @@
+"""Feature normalization, declared once in the profile and applied here and nowhere else.
+
+Modes:
+- ``none``          features as derived.
+- ``corpus_stats``  per-dimension mean from the training split is subtracted; each block of the
+                    layout (pose, hands, face, velocity, acceleration, relative) is divided by
+                    its pooled standard deviation. Pooling per block, not per dimension, matters:
+                    dividing every dimension by its own std amplifies noise on near-constant
+                    points (the face) into large values.
+- ``per_sample``    the same, with statistics of each sequence over its own frames.
+
+Values resting on undetected landmarks are excluded from the statistics and stay 0 (the mean)
+after normalization, so a missing hand never looks like a hand far away.
+
+The seeds' NaN bug (002) was data normalized in the dataset and again in the training loop. Here
+the statistics of the input are measured before normalizing (`input_looks_normalized`) so the
+engine can raise a double-normalization alarm instead of dividing by a std of ~1 twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from signconsole.data.layout import LAYOUT
+
+MODES = ("none", "per_sample", "corpus_stats")
+_EPS = 1e-6
+
+
+@dataclass
+class FeatureStats:
+    mean: torch.Tensor  # [F]
+    scale: torch.Tensor  # [F], constant within each normalization block
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, mean=self.mean.numpy(), scale=self.scale.numpy())
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureStats:
+        with np.load(path) as data:
+            return cls(torch.from_numpy(data["mean"]), torch.from_numpy(data["scale"]))
+
+
+class StatsAccumulator:
+    """Running masked sums over batches of [N, F] values (float64 to stay exact)."""
+
+    def __init__(self, dim: int) -> None:
+        self.count = torch.zeros(dim, dtype=torch.float64)
+        self.total = torch.zeros(dim, dtype=torch.float64)
+        self.total_sq = torch.zeros(dim, dtype=torch.float64)
+
+    def add(self, values: torch.Tensor, valid: torch.Tensor) -> None:
+        values = values.reshape(-1, values.shape[-1]).double()
+        valid = valid.reshape(-1, valid.shape[-1])
+        values = torch.where(valid, values, 0.0)
+        self.count += valid.sum(0)
+        self.total += values.sum(0)
+        self.total_sq += (values * values).sum(0)
+
+    def stats(self) -> FeatureStats:
+        count = self.count.clamp(min=1)
+        mean = self.total / count
+        variance = (self.total_sq / count - mean * mean).clamp(min=0)
+        scale = torch.ones_like(mean)
+        for block in LAYOUT.normalization_blocks().values():
+            n = self.count[block].sum()
+            if n > 0:  # pooled variance of the block around each dimension's own mean
+                pooled = (variance[block] * self.count[block]).sum() / n
+                scale[block] = pooled.sqrt().clamp(min=_EPS)
+        return FeatureStats(mean.float(), scale.float())
+
+
+def compute_stats(features: torch.Tensor, valid: torch.Tensor) -> FeatureStats:
+    accumulator = StatsAccumulator(features.shape[-1])
+    accumulator.add(features, valid)
+    return accumulator.stats()
+
+
+def normalize(
+    features: torch.Tensor,
+    valid: torch.Tensor,
+    mode: str,
+    stats: FeatureStats | None = None,
+) -> torch.Tensor:
+    """Normalize [T, F] (one sequence) features. Invalid values come out as 0."""
+    if mode == "none":
+        return torch.where(valid, features, 0.0)
+    if mode == "per_sample":
+        stats = compute_stats(features, valid)
+    elif mode == "corpus_stats":
+        if stats is None:
+            raise ValueError("corpus_stats normalization needs statistics from the train split")
+    else:
+        raise ValueError(f"normalization must be one of {MODES}, got {mode!r}")
+    normalized = (features - stats.mean) / stats.scale
+    return torch.where(valid, normalized, 0.0)
+
+
+@dataclass(frozen=True)
+class NormalizationCheck:
+    """How standardized raw input already is, per block (|mean| and std of the block's values)."""
+
+    block_mean: dict[str, float]
+    block_std: dict[str, float]
+
+    @property
+    def looks_standardized(self) -> bool:
+        # Every block already centred with unit spread: the data was normalized upstream.
+        return all(abs(m) < 0.05 for m in self.block_mean.values()) and all(
+            0.8 < s < 1.25 for s in self.block_std.values()
+        )
+
+
+def check_input(features_sample: torch.Tensor, valid: torch.Tensor) -> NormalizationCheck:
+    """Measure raw (pre-normalization) features: standardized input normalized again is seed 002."""
+    means, stds = {}, {}
+    for name, block in LAYOUT.normalization_blocks().items():
+        values = features_sample[..., block][valid[..., block]]
+        if values.numel() < 2:
+            continue
+        means[name] = float(values.mean())
+        stds[name] = float(values.std())
+    return NormalizationCheck(means, stds)

@@ -1,0 +1,99 @@
+"""Profile -> ready datasets: the one place a run's data is opened, checked and normalized."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from signconsole.config import Profile
+from signconsole.data.corpus import Corpus, CorpusError
+from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
+from signconsole.data.normalize import FeatureStats
+from signconsole.data.vocabulary import Vocabulary
+from signconsole.profile import resolve_path
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class PreparedData:
+    root: Path
+    vocabulary: Vocabulary
+    train: SequenceDataset
+    dev: SequenceDataset
+    test: SequenceDataset | None
+    stats: FeatureStats | None
+    unit: str  # "letter" for the fingerspelling corpus, "gloss" otherwise
+    batch_size: int = 16
+
+    def summary(self) -> dict[str, object]:
+        train_lengths = self.train.lengths()
+        sampler = BucketBatchSampler(train_lengths, batch_size=self.batch_size, shuffle=False)
+        splits = {"train": self.train, "dev": self.dev}
+        if self.test is not None:
+            splits["test"] = self.test
+        return {
+            "corpus": str(self.root),
+            "sequences": {name: len(ds) for name, ds in splits.items()},
+            "frames": {name: sum(ds.lengths()) for name, ds in splits.items()},
+            "vocabulary": len(self.vocabulary) - 1,
+            "unit": self.unit,
+            "padding_efficiency": padding_efficiency(sampler.batches(), train_lengths),
+            "skipped_too_long": {
+                name: len(ds.skipped) for name, ds in splits.items() if ds.skipped
+            },
+            "unknown_glosses": {
+                name: sum(ds.unknown.values()) for name, ds in splits.items() if ds.unknown
+            },
+        }
+
+
+def corpus_directory(profile: Profile, progress: Progress | None = None) -> tuple[Path, str]:
+    """Where the profile's corpus lives (building the built-in one on first use) and its unit."""
+    if profile.data.corpus == "fingerspell":
+        from signconsole.data.fingerspell import ensure_corpus
+
+        report = (
+            (lambda done, total: progress("building fingerspelling corpus", done, total))
+            if progress
+            else None
+        )
+        summary = ensure_corpus(profile.data.fingerspell, progress=report)
+        return Path(summary.root), "letter"
+    return resolve_path(profile, profile.data.corpus), "gloss"
+
+
+def prepare_data(
+    profile: Profile, progress: Progress | None = None, with_test: bool = True
+) -> PreparedData:
+    root, unit = corpus_directory(profile, progress)
+    splits = ("train", "dev", "test") if with_test else ("train", "dev")
+    corpus = Corpus.open(root, splits)
+    vocabulary = Vocabulary.from_glosses(corpus.glosses("train"))
+    data = profile.data
+
+    def dataset(split: str, stats: FeatureStats | None) -> SequenceDataset:
+        return SequenceDataset(
+            corpus,
+            split,
+            vocabulary,
+            data.normalization,
+            stats,
+            data.coordinates,
+            data.max_frames,
+            unknown_glosses="error" if split == "train" else "drop",
+        )
+
+    train = dataset("train", None)
+    if len(train) == 0:
+        raise CorpusError(f"{root}: the train split has no usable sequences")
+    stats = None
+    if data.normalization == "corpus_stats":
+        if progress:
+            progress("computing feature statistics on train", 0, 1)
+        stats = train.compute_stats()
+        train.stats = stats
+    dev = dataset("dev", stats)
+    test = dataset("test", stats) if with_test else None
+    return PreparedData(root, vocabulary, train, dev, test, stats, unit, data.batch_size)

@@ -1,0 +1,404 @@
+"""TOML profile -> typed, frozen `Profile`.
+
+One pass collects every problem (unknown key, wrong type, bad choice, bad TOML) with the file, the
+line, the dotted key, what was expected and the closest valid key, then raises one
+`ProfileError`. Nothing is silently ignored. `extends = "base.toml"` merges a parent profile
+(child keys win); `--set section.key=value` overrides win over both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib  # Python 3.11+; pyproject pulls tomli only for older interpreters
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from signconsole.config import Profile, StageUnfreeze
+
+SET_SOURCE = "--set"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ProfileError(ValueError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass
+class _Origin:
+    """Where a key's value came from, for error messages."""
+
+    file: str
+    lines: dict[str, int]
+
+
+def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """Load, merge (extends, overrides), validate; raise ProfileError listing every problem."""
+    path = Path(path)
+    problems: list[Problem] = []
+    raw, origins = _load_with_extends(path, problems, chain=())
+    if problems:
+        raise ProfileError(problems)
+    for override in overrides:
+        _apply_override(raw, origins, override, problems)
+    raw.pop("extends", None)
+    raw.setdefault("name", path.stem)
+    profile = _build(Profile, raw, "", origins, problems)
+    if profile is not None:
+        problems.extend(_cross_checks(profile, origins))
+    if problems:
+        raise ProfileError(problems)
+    assert profile is not None
+    return dataclasses.replace(profile, source=str(path))
+
+
+def _load_with_extends(
+    path: Path, problems: list[Problem], chain: tuple[Path, ...]
+) -> tuple[dict[str, Any], dict[str, _Origin]]:
+    if not path.exists():
+        problems.append(Problem(str(path), None, "", "profile file not found"))
+        return {}, {}
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(p.name for p in (*chain, resolved))
+        problems.append(Problem(str(path), None, "extends", f"extends forms a cycle: {cycle}"))
+        return {}, {}
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(error))
+        line = int(match.group(1)) if match else None
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
+        problems.append(Problem(str(path), line, "", f"invalid TOML: {message}"))
+        return {}, {}
+    lines = _key_lines(text)
+    origins = {key: _Origin(str(path), lines) for key in _dotted_keys(data)}
+    parent_name = data.get("extends")
+    if parent_name is None:
+        return data, origins
+    if not isinstance(parent_name, str):
+        problems.append(
+            Problem(str(path), lines.get("extends"), "extends", "expected a file name (string)")
+        )
+        return data, origins
+    parent_path = (path.parent / parent_name).resolve()
+    if not parent_path.exists():
+        problems.append(
+            Problem(
+                str(path),
+                lines.get("extends"),
+                "extends",
+                f"parent profile {parent_name!r} not found (looked for {parent_path})",
+            )
+        )
+        return data, origins
+    parent, parent_origins = _load_with_extends(parent_path, problems, (*chain, resolved))
+    return _merge(parent, data), {**parent_origins, **origins}
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys.extend(_dotted_keys(value, dotted + "."))
+    return keys
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_.\-\"]+)\s*=")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map dotted keys to the line that sets them. tomllib gives no positions, so scan the text:
+    headers and `key =` lines are enough for a profile (no multi-line keys)."""
+    lines: dict[str, int] = {}
+    table = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = header.group(1).replace('"', "").replace(" ", "")
+            lines.setdefault(table, number)
+            continue
+        assign = _ASSIGN.match(line)
+        if assign:
+            key = assign.group(1).replace('"', "")
+            lines.setdefault(f"{table}.{key}" if table else key, number)
+    return lines
+
+
+def _apply_override(
+    raw: dict[str, Any], origins: dict[str, _Origin], override: str, problems: list[Problem]
+) -> None:
+    key, sep, value_text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        problems.append(Problem(SET_SOURCE, None, override, "expected section.key=value"))
+        return
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = (
+            value_text.strip()
+        )  # a bare word: take it as a string (--set model.architecture=bilstm)
+    target = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            problems.append(Problem(SET_SOURCE, None, key, f"{part} is not a section"))
+            return
+    target[parts[-1]] = value
+    origins[key] = _Origin(SET_SOURCE, {})
+
+
+def _where(origins: dict[str, _Origin], key: str) -> tuple[str, int | None]:
+    probe = key
+    while probe:
+        origin = origins.get(probe)
+        if origin is not None:
+            return origin.file, origin.lines.get(probe) or origin.lines.get(key)
+        probe = probe.rpartition(".")[0]
+    any_origin = next(iter(origins.values()), None)
+    return (any_origin.file if any_origin else "<profile>"), None
+
+
+def _problem(origins: dict[str, _Origin], key: str, message: str) -> Problem:
+    file, line = _where(origins, key)
+    return Problem(file, line, key, message)
+
+
+def _build(cls: type, raw: Any, prefix: str, origins: dict[str, _Origin], problems: list[Problem]):
+    """Build dataclass `cls` from a TOML table, recording problems instead of stopping."""
+    if not isinstance(raw, dict):
+        problems.append(_problem(origins, prefix.rstrip("."), "expected a table"))
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+            hint = (
+                f"; did you mean `{close[0]}`?" if close else f"; valid keys: {', '.join(fields)}"
+            )
+            problems.append(_problem(origins, dotted, f"unknown key{hint}"))
+            continue
+        converted = _convert(hints[key], value, dotted, origins, problems)
+        if converted is not _INVALID:
+            values[key] = converted
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default and name not in values and name not in raw:
+            problems.append(_problem(origins, f"{prefix}{name}", f"missing required key `{name}`"))
+    try:
+        return cls(**values)
+    except TypeError:  # a required key is missing: already reported above
+        return None
+
+
+_INVALID = object()
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} values"
+    if origin is dict:
+        return f"a table of {_describe(get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _convert(tp: Any, value: Any, key: str, origins: dict[str, _Origin], problems: list[Problem]):
+    def bad(extra: str = "") -> object:
+        problems.append(
+            _problem(
+                origins, key, f"expected {_describe(tp)}, got {_type_name(value)} {value!r}{extra}"
+            )
+        )
+        return _INVALID
+
+    origin = get_origin(tp)
+    if origin is types.UnionType:  # e.g. `int | None`: try each
+        for arg in get_args(tp):
+            probe: list[Problem] = []
+            result = _convert(arg, value, key, origins, probe)
+            if result is not _INVALID:
+                return result
+        return bad()
+    if origin is Literal:
+        choices = get_args(tp)
+        if value in choices:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+        return bad(f"; did you mean {close[0]!r}?" if close else "")
+    if dataclasses.is_dataclass(tp):
+        built = _build(tp, value, key + ".", origins, problems)
+        return _INVALID if built is None else built
+    if origin is tuple:
+        if not isinstance(value, list):
+            return bad()
+        args = get_args(tp)
+        element_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        if len(element_types) != len(value):
+            return bad()
+        items = [
+            _convert(t, v, f"{key}[{i}]", origins, problems)
+            for i, (t, v) in enumerate(zip(element_types, value, strict=True))
+        ]
+        return _INVALID if any(i is _INVALID for i in items) else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return bad()
+        value_type = get_args(tp)[1]
+        items = {
+            k: _convert(value_type, v, f"{key}.{k}", origins, problems) for k, v in value.items()
+        }
+        return _INVALID if any(v is _INVALID for v in items.values()) else items
+    if tp is bool:
+        return value if isinstance(value, bool) else bad()
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else bad()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return bad()
+    if tp is str:
+        return value if isinstance(value, str) else bad()
+    return bad()
+
+
+def _cross_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
+    """Rules that involve more than one key."""
+    problems = []
+
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            problems.append(_problem(origins, key, message))
+
+    check(profile.data.batch_size >= 1, "data.batch_size", "must be at least 1")
+    check(profile.model.temporal_stride in (1, 2, 4), "model.temporal_stride", "must be 1, 2 or 4")
+    check(0.0 <= profile.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+    check(profile.optimizer.learning_rate > 0, "optimizer.learning_rate", "must be positive")
+    check(profile.training.grad_accumulation >= 1, "training.grad_accumulation", "must be >= 1")
+    check(profile.training.log_every >= 1, "training.log_every", "must be >= 1")
+    check(profile.training.beam_width >= 1, "training.beam_width", "must be >= 1")
+    check(
+        profile.training.max_epochs > 0
+        or profile.training.max_steps > 0
+        or profile.training.max_minutes > 0,
+        "training.max_epochs",
+        "the run needs an end: set max_epochs, max_steps or max_minutes",
+    )
+    check(0.0 <= profile.distill.alpha <= 1.0, "distill.alpha", "must be in [0, 1]")
+    check(profile.distill.temperature > 0, "distill.temperature", "must be positive")
+    if profile.kind == "distill":
+        check(
+            bool(profile.distill.teacher),
+            "distill.teacher",
+            "a distill profile needs the teacher: a run directory or checkpoint path",
+        )
+    return problems
+
+
+def resolve_path(profile: Profile, value: str) -> Path:
+    """Paths in a profile are relative to the profile file, so profiles travel with their data."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or not profile.source:
+        return path
+    return (Path(profile.source).parent / path).resolve()
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    data = dataclasses.asdict(profile)
+    data.pop("source", None)
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(data)
+
+
+def profile_to_toml(profile: Profile) -> str:
+    """The fully resolved profile (every default spelled out), as a run directory records it."""
+    import tomli_w
+
+    return tomli_w.dumps(profile_to_dict(profile))
+
+
+def profile_from_dict(data: dict[str, Any], source: str = "<run>") -> Profile:
+    """Rebuild a Profile from its dict form (e.g. from a checkpoint), with the same validation."""
+    problems: list[Problem] = []
+    origins = {key: _Origin(source, {}) for key in _dotted_keys(data)}
+    profile = _build(Profile, data, "", origins, problems)
+    if problems or profile is None:
+        raise ProfileError(problems)
+    return profile
+
+
+__all__ = [
+    "Problem",
+    "Profile",
+    "ProfileError",
+    "StageUnfreeze",
+    "load_profile",
+    "profile_from_dict",
+    "profile_to_dict",
+    "profile_to_toml",
+    "resolve_path",
+]
