@@ -23,7 +23,18 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl+C / SIGTERM: stopped cleanly after a checkpoint
 
 
-COMMANDS = ("run", "runs", "show", "compare", "doctor", "extract", "eval", "decode", "export", "data")
+COMMANDS = (
+    "run",
+    "runs",
+    "show",
+    "compare",
+    "doctor",
+    "extract",
+    "eval",
+    "decode",
+    "export",
+    "data",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,10 +47,22 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train a profile headless")
     run.add_argument("profile", help="profile TOML file")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a profile key, e.g. --set optimizer.learning_rate=3e-4")
-    run.add_argument("--resume", metavar="RUN", help="continue a run directory from its last checkpoint")
-    run.add_argument("--runs-dir", metavar="DIR", help="where run directories go (default: profile's output.runs_dir)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key, e.g. --set optimizer.learning_rate=3e-4",
+    )
+    run.add_argument(
+        "--resume", metavar="RUN", help="continue a run directory from its last checkpoint"
+    )
+    run.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        help="where run directories go (default: profile's output.runs_dir)",
+    )
 
     runs = commands.add_parser("runs", help="list past and running runs")
     runs.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
@@ -47,14 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="review a run (follows it live if still training)")
     show.add_argument("run")
 
-    compare = commands.add_parser("compare", help="compare runs: curves, best metrics, profile diff")
+    compare = commands.add_parser(
+        "compare", help="compare runs: curves, best metrics, profile diff"
+    )
     compare.add_argument("runs", nargs="+")
 
     doctor = commands.add_parser("doctor", help="pre-flight checks and the overfit test")
     doctor.add_argument("profile")
     doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    extract = commands.add_parser("extract", help="MediaPipe landmarks from videos or frame folders")
+    extract = commands.add_parser(
+        "extract", help="MediaPipe landmarks from videos or frame folders"
+    )
     extract.add_argument("input")
     extract.add_argument("--out", required=True)
 
@@ -71,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     fingerspell = data_commands.add_parser(
         "fingerspell", help="build the continuous fingerspelling corpus from the real pose lexicon"
     )
-    fingerspell.add_argument("--lang", default="ase", help="sign language code (see `data languages`)")
+    fingerspell.add_argument(
+        "--lang", default="ase", help="sign language code (see `data languages`)"
+    )
     fingerspell.add_argument("--out", required=True, help="output directory (Phoenix layout)")
     fingerspell.add_argument("--seed", type=int, default=0)
     fingerspell.add_argument("--train", type=int, default=600, help="training sequences")
@@ -80,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     data_commands.add_parser("languages", help="sign languages in the fingerspelling lexicon")
     summary = data_commands.add_parser("summary", help="open a profile's data and summarize it")
     summary.add_argument("profile")
-    summary.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    summary.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE"
+    )
     return parser
 
 
@@ -90,6 +121,11 @@ def _not_implemented(what: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # Before torch is imported: with the default OpenMP wait policy, 2 intra-op threads on a busy
+    # 2-core machine ran several times slower than 1 (spinning threads fight the UI and others).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
     console_profile = None
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
@@ -116,8 +152,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command is None:
         profile = f" {args.console_profile}" if args.console_profile else ""
-        return _not_implemented(f"signconsole{profile}" +
-                                " (the live console); use `signconsole run PROFILE` meanwhile")
+        return _not_implemented(
+            f"signconsole{profile}" + " (the live console); use `signconsole run PROFILE` meanwhile"
+        )
     if command == "run":
         from signconsole.commands.run import run_command
 

@@ -36,12 +36,14 @@ def fingerspell(args: argparse.Namespace) -> int:
     for name in ("train", "dev", "test"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    config = FingerspellConfig(lang=args.lang, seed=args.seed, train=args.train, dev=args.dev,
-                               test=args.test)
+    config = FingerspellConfig(
+        lang=args.lang, seed=args.seed, train=args.train, dev=args.dev, test=args.test
+    )
     try:
         with progress_reporter() as progress:
-            result = build_corpus(config, Path(args.out),
-                                  progress=lambda d, t: progress("spelling words", d, t))
+            result = build_corpus(
+                config, Path(args.out), progress=lambda d, t: progress("spelling words", d, t)
+            )
     except ValueError as error:  # unknown language and friends: the message says which exist
         raise UserError(str(error)) from None
     table = Table("split", "sequences", "frames", "distinct words", title=f"{result.root}")
@@ -78,5 +80,7 @@ def print_data_summary(summary: dict, console: Console | None = None) -> None:
     for split, count in summary.get("skipped_too_long", {}).items():
         console.print(f"[yellow]{split}: {count} sequences longer than data.max_frames skipped[/]")
     for split, count in summary.get("unknown_glosses", {}).items():
-        console.print(f"[yellow]{split}: {count} gloss occurrences not in the train vocabulary "
-                      "(scored as errors)[/]")
+        console.print(
+            f"[yellow]{split}: {count} gloss occurrences not in the train vocabulary "
+            "(scored as errors)[/]"
+        )

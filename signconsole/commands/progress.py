@@ -27,11 +27,16 @@ def progress_reporter(interactive: bool | None = None) -> Iterator[Progress]:
         yield plain
         return
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
-    from rich.progress import TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
-    with RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=False) as bar:
+    with RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
         tasks: dict[str, int] = {}
 
         def rich_progress(what: str, done: int, total: int) -> None:

@@ -1,0 +1,155 @@
+"""Headless output: a Rich progress line on a terminal; plain timestamped lines at a steady rate
+under nohup, a scheduler or a pipe (a redrawn bar in a log file is a known pain). Alarms,
+evaluations and state changes are printed as they happen in both modes."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from signconsole.events import (
+    AlarmRaised,
+    CheckpointSaved,
+    CommandApplied,
+    EvalFinished,
+    Event,
+    RunFinished,
+    RunStarted,
+    StageChanged,
+    StateChanged,
+    StepLogged,
+)
+
+
+def rate_name(unit: str) -> str:
+    return "LER" if unit == "letter" else "WER"
+
+
+class HeadlessReporter:
+    def __init__(self, interactive: bool | None = None, plain_interval: float = 30.0) -> None:
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        self.console = Console(highlight=False)
+        self.plain_interval = plain_interval
+        self._last_plain = 0.0
+        self.unit = "gloss"
+        self.total = 0
+        self.best: float | None = None
+        self.last_eval = ""
+        self.progress: Progress | None = None
+        self.task = None
+        self.finished: RunFinished | None = None
+        self.run_dir = ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.unit, self.total, self.run_dir = event.unit, event.total_steps, event.run_dir
+            params = sum(event.parameters.values())
+            self._print(
+                f"run {event.run_dir}  {event.kind}  device {event.device}  "
+                f"{params / 1e6:.2f}M parameters  {event.total_steps} steps planned"
+            )
+            if self.interactive:
+                self.progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(bar_width=24),
+                    TextColumn("{task.completed}/{task.total}"),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.fields[status]}"),
+                    console=self.console,
+                    transient=False,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task(
+                    "epoch 0", total=event.total_steps or None, completed=event.step, status=""
+                )
+        elif isinstance(event, StepLogged):
+            status = (
+                f"loss {event.loss:.4f}  lr {event.lr:.2e}  |g| {event.grad_norm:.3g}  "
+                f"{event.frames_per_second:,.0f} frames/s{self.last_eval}"
+            )
+            if self.progress is not None:
+                self.progress.update(
+                    self.task,
+                    completed=event.step,
+                    description=f"epoch {event.epoch}",
+                    status=status,
+                )
+            elif time.monotonic() - self._last_plain >= self.plain_interval:
+                self._last_plain = time.monotonic()
+                self._print(f"epoch {event.epoch} step {event.step}/{self.total} {status}")
+        elif isinstance(event, EvalFinished):
+            name = rate_name(event.unit)
+            if self.best is None or event.error_rate < self.best:
+                self.best = event.error_rate
+            self.last_eval = f"  dev {name} {event.error_rate:.1%} (best {self.best:.1%})"
+            self._print(
+                f"eval step {event.step}: dev loss {event.loss:.4f}  {name} "
+                f"{event.error_rate:.2%}  (S {event.substitutions} D {event.deletions} "
+                f"I {event.insertions} / {event.reference_words})"
+                + ("  best" if event.is_best else "")
+            )
+            for sample in event.samples[:2]:
+                self._print(
+                    f"    {sample.id}: ref {' '.join(sample.reference)!s:30} "
+                    f"hyp {' '.join(sample.beam)}"
+                )
+        elif isinstance(event, AlarmRaised):
+            colour = "red" if event.severity == "error" else "yellow"
+            where = f" [{event.stage}]" if event.stage else ""
+            self._print(
+                f"[{colour}]ALARM {event.kind}{escape(where)} at step {event.step}: "
+                f"{escape(event.message)}[/]\n    hint: {escape(event.hint)}",
+                markup=True,
+            )
+        elif isinstance(event, StageChanged):
+            self._print(
+                f"step {event.step}: stage {event.stage} "
+                f"{'unfrozen' if event.trainable else 'frozen'} ({event.reason})"
+            )
+        elif isinstance(event, StateChanged):
+            if event.state not in ("running", "starting") or event.reason:
+                self._print(
+                    f"step {event.step}: {event.state}"
+                    + (f" ({event.reason})" if event.reason else "")
+                )
+        elif isinstance(event, CommandApplied):
+            self._print(f"step {event.step}: {event.command} {event.detail}")
+        elif isinstance(event, CheckpointSaved) and event.which == "best":
+            pass
+        elif isinstance(event, RunFinished):
+            self.finished = event
+            if self.progress is not None:
+                self.progress.stop()
+
+    def _print(self, text: str, markup: bool = False) -> None:
+        if not self.interactive:
+            text = time.strftime("%Y-%m-%d %H:%M:%S ") + text
+        if self.progress is not None:
+            self.progress.console.print(text, markup=markup)
+        else:
+            self.console.print(text, markup=markup, soft_wrap=True)
+        sys.stdout.flush()
+
+    def summary(self) -> None:
+        event = self.finished
+        if event is None:
+            return
+        from rich.table import Table
+
+        table = Table(title="run summary", show_header=False)
+        table.add_row("status", event.status)
+        table.add_row("run", self.run_dir)
+        table.add_row("steps / epochs", f"{event.step} / {event.epochs}")
+        table.add_row("duration", f"{event.duration / 60:.1f} min")
+        best = event.best_error_rate
+        table.add_row(
+            f"best dev {rate_name(self.unit)}",
+            "-" if best is None or math.isnan(best) else f"{best:.2%} at step {event.best_step}",
+        )
+        table.add_row("best checkpoint", event.best_checkpoint or "-")
+        self.console.print(table)

@@ -1,0 +1,79 @@
+"""Checkpoints: written atomically (temp file + fsync + rename), read with weights_only=True.
+
+A checkpoint holds everything a resume needs: model, optimizer, learning-rate control, RNG,
+step/epoch/position in the epoch, trainable stages, vocabulary, normalization statistics and the
+resolved profile with its hash. Only tensors and plain containers go in, so the safe loader can
+read it back without unpickling arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def profile_hash(profile_toml: str) -> str:
+    return hashlib.sha256(profile_toml.encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # corrupt, truncated, or not safe to load
+        raise CheckpointError(
+            f"{path}: cannot load checkpoint safely ({error}); "
+            "it may be truncated or written by another tool"
+        ) from None
+
+
+def rng_state() -> dict[str, Any]:
+    import random
+
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

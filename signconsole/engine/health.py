@@ -1,0 +1,196 @@
+"""Health checks that turn the seeds' failures into alarms with the seeds' own advice.
+
+Checks run at the log interval on values the trainer already has (no extra forward passes),
+except locating the first non-finite module, which re-runs the bad batch with hooks armed only
+after a non-finite step was seen: healthy training pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from signconsole.config import HealthConfig
+from signconsole.events import AlarmRaised, Severity
+
+HINTS = {
+    "nonfinite": "Check the input features for NaN/Inf and double normalization (seed 002); lower "
+    "the learning rate, keep gradient clipping on (max_norm 1.0), add warmup.",
+    "grad_explode": "Gradient norm far above the healthy 0.01-1.0 range: lower the learning rate, "
+    "keep gradient clipping on (max_norm 1.0), add warmup.",
+    "grad_vanish": "Gradients below 1e-3: the model is not learning (seed 000). Check that "
+    "normalization is not under no_grad, raise the learning rate, check the classifier init.",
+    "signal_death": "Logits nearly uniform (seed 000 saw std 0.003): remove layers that squash the "
+    "signal (attention with tanh), use a normal classifier init, check normalization.",
+    "sequence_collapse": "Consecutive encoder frames are nearly identical (seed 003): a global "
+    "pooling over time (AdaptiveAvgPool1d(1)) or too much temporal stride collapsed the sequence.",
+    "blank_only": "Decodes are empty/blank after several evaluations: check the vocabulary "
+    "(index->gloss map filled, blank at 0 only, seed 003), that log_softmax is applied once, and "
+    "the learning rate; run `signconsole doctor`.",
+    "ctc_infeasible": "Output shorter than target + repeats: CTC cannot align. Lower "
+    "model.temporal_stride or drop sequences with more glosses than frames.",
+    "log_probs_output": "The model's raw output already looks like log-probabilities "
+    "(logsumexp ~ 0): log_softmax is applied in the model and again in the loss (seed 000/001). "
+    "Return raw logits from forward().",
+    "double_normalization": "The input is already standardized (mean ~0, std ~1 per block) and the "
+    'profile normalizes it again (seed 002). Set data.normalization = "none" for this corpus.',
+}
+
+
+@dataclass
+class HealthMonitor:
+    config: HealthConfig
+    warmup_steps: int
+    publish: Callable[[AlarmRaised], None]
+    cooldown_steps: int = 200
+    _last: dict[str, int] = field(default_factory=dict)
+    consecutive_nonfinite: int = 0
+
+    def alarm(
+        self,
+        step: int,
+        kind: str,
+        severity: Severity,
+        message: str,
+        stage: str = "",
+        batch_ids: tuple[str, ...] = (),
+        force: bool = False,
+    ) -> None:
+        last = self._last.get(kind + stage)
+        if not force and last is not None and step - last < self.cooldown_steps:
+            return  # one alarm per kind and stage per cooldown: a flood helps nobody
+        self._last[kind + stage] = step
+        self.publish(
+            AlarmRaised(
+                step,
+                severity=severity,
+                kind=kind,
+                message=message,
+                hint=HINTS.get(kind, ""),
+                stage=stage,
+                batch_ids=batch_ids,
+            )
+        )
+
+    def check_gradients(self, step: int, total: float, per_stage: dict[str, float]) -> None:
+        if not math.isfinite(total):
+            return
+        if total > self.config.grad_norm_explode:
+            worst = max(per_stage, key=lambda k: per_stage[k]) if per_stage else ""
+            self.alarm(
+                step,
+                "grad_explode",
+                "warning",
+                f"gradient norm {total:.3g} > {self.config.grad_norm_explode:g}"
+                + (f" (largest in {worst}: {per_stage[worst]:.3g})" if worst else ""),
+                worst,
+            )
+        elif step > self.warmup_steps and total < self.config.grad_norm_vanish:
+            self.alarm(
+                step,
+                "grad_vanish",
+                "warning",
+                f"gradient norm {total:.2e} < {self.config.grad_norm_vanish:g}",
+            )
+
+    def check_logits(self, step: int, logit_std: float) -> None:
+        if math.isfinite(logit_std) and logit_std < self.config.logit_std_min:
+            self.alarm(
+                step,
+                "signal_death",
+                "error",
+                f"logit std {logit_std:.4f} < {self.config.logit_std_min:g}: the output is "
+                "nearly uniform",
+                "classifier",
+            )
+
+    def check_collapse(self, step: int, similarity: float) -> None:
+        if similarity > self.config.collapse_similarity:
+            self.alarm(
+                step,
+                "sequence_collapse",
+                "error",
+                f"consecutive encoder frames have cosine similarity {similarity:.4f}: the "
+                "sequence has collapsed in time",
+            )
+
+    def check_log_probs(self, step: int, logsumexp_mean: float) -> None:
+        if abs(logsumexp_mean) < 1e-3:
+            self.alarm(
+                step,
+                "log_probs_output",
+                "error",
+                f"raw model output has logsumexp {logsumexp_mean:.2e} over the vocabulary "
+                "on every frame: it is already log-probabilities",
+                "classifier",
+                force=True,
+            )
+
+    def check_decodes(self, step: int, evaluation_index: int, blank_only_share: float) -> None:
+        if evaluation_index >= self.config.blank_only_after_evals and blank_only_share >= 0.99:
+            self.alarm(
+                step,
+                "blank_only",
+                "error",
+                f"{blank_only_share:.0%} of dev decodes are empty (blank only) after "
+                f"{evaluation_index} evaluations",
+            )
+
+
+def sequence_similarity(encoder: torch.Tensor, lengths: torch.Tensor) -> float:
+    """Mean cosine similarity of consecutive valid encoder frames, [B, T, H] -> float."""
+    if encoder.shape[1] < 2:
+        return 1.0
+    a, b = encoder[:, :-1].float(), encoder[:, 1:].float()
+    cosine = nn.functional.cosine_similarity(a, b, dim=-1, eps=1e-8)  # [B, T-1]
+    steps = torch.arange(encoder.shape[1] - 1, device=encoder.device)[None]
+    valid = steps < (lengths.to(encoder.device)[:, None] - 1)
+    if not valid.any():
+        return 1.0
+    return float(cosine[valid].mean())
+
+
+def first_nonfinite_module(
+    model: nn.Module, run_forward_backward: Callable[[], None]
+) -> tuple[str, str]:
+    """Re-run a step with hooks on every module; return (module name, "forward"/"backward") of the
+    first whose output or input gradient is non-finite, or ("", "") if it cannot be reproduced."""
+    found: list[tuple[str, str]] = []
+    handles = []
+
+    def finite(value) -> bool:
+        tensors = value if isinstance(value, tuple | list) else (value,)
+        return all(
+            t is None
+            or not torch.is_tensor(t)
+            or not t.is_floating_point()
+            or bool(torch.isfinite(t).all())
+            for t in tensors
+        )
+
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def forward_hook(module, inputs, output, name=name):
+            if not found and not finite(output):
+                found.append((name, "forward"))
+
+        def backward_hook(module, grad_input, grad_output, name=name):
+            if not any(kind == "backward" for _, kind in found) and not finite(grad_output):
+                found.append((name, "backward"))
+
+        handles.append(module.register_forward_hook(forward_hook))
+        handles.append(module.register_full_backward_hook(backward_hook))
+    try:
+        run_forward_backward()
+    except Exception:  # noqa: BLE001 - diagnosis must never kill the run
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found[0] if found else ("", "")

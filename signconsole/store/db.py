@@ -1,0 +1,143 @@
+"""The run store: one SQLite database per run, in WAL mode so other processes can read it (and
+queue commands) while the run writes.
+
+Metrics are kept in long form (step, name, value) with an index on (name, step): review and
+compare query a downsampled series (`GROUP BY step / bucket`) and never load everything.
+Non-finite values are stored as such: SQLite turns NaN into NULL, so the text form goes in
+`nonfinite` and the history keeps the hole instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS metrics (
+    step INTEGER NOT NULL, name TEXT NOT NULL, value REAL, nonfinite TEXT);
+CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, step);
+CREATE TABLE IF NOT EXISTS evals (
+    step INTEGER NOT NULL, epoch INTEGER, split TEXT, loss REAL, error_rate REAL,
+    substitutions INTEGER, deletions INTEGER, insertions INTEGER, reference_words INTEGER,
+    unit TEXT, is_best INTEGER, blank_only REAL, time REAL);
+CREATE TABLE IF NOT EXISTS decodes (
+    step INTEGER NOT NULL, sample_id TEXT, reference TEXT, greedy TEXT, beam TEXT, error_rate REAL);
+CREATE TABLE IF NOT EXISTS alarms (
+    step INTEGER NOT NULL, time REAL, severity TEXT, kind TEXT, message TEXT, hint TEXT,
+    stage TEXT, batch_ids TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    step INTEGER NOT NULL, time REAL, type TEXT, payload TEXT);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL, source TEXT, payload TEXT,
+    applied_step INTEGER);
+"""
+
+
+def connect(path: str | Path, readonly: bool = False) -> sqlite3.Connection:
+    path = Path(path)
+    if readonly:
+        connection = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False
+        )
+    else:
+        connection = sqlite3.connect(path, timeout=10, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a kill -9
+        connection.executescript(SCHEMA)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def metric_row(step: int, name: str, value: float) -> tuple[int, str, float | None, str | None]:
+    if math.isfinite(value):
+        return (step, name, value, None)
+    return (step, name, None if math.isnan(value) else value, repr(value))
+
+
+class RunDatabase:
+    """Writer side. Rows are buffered and committed in one transaction per flush."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.connection = connect(self.path)
+        self._metrics: list[tuple] = []
+        self._last_flush = time.monotonic()
+
+    def set_meta(self, **values: Any) -> None:
+        self.connection.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, json.dumps(v)) for k, v in values.items()],
+        )
+        self.connection.commit()
+
+    def add_metrics(self, step: int, values: dict[str, float]) -> None:
+        self._metrics.extend(metric_row(step, name, value) for name, value in values.items())
+
+    def execute(self, sql: str, parameters: tuple = ()) -> None:
+        self.connection.execute(sql, parameters)
+
+    def flush(self) -> None:
+        if self._metrics:
+            self.connection.executemany(
+                "INSERT INTO metrics (step, name, value, nonfinite) VALUES (?, ?, ?, ?)",
+                self._metrics,
+            )
+            self._metrics.clear()
+        self.connection.commit()
+        self._last_flush = time.monotonic()
+
+    def flush_if_due(self, seconds: float = 2.0) -> None:
+        if time.monotonic() - self._last_flush >= seconds:
+            self.flush()
+
+    def pending_commands(self) -> list[tuple[int, dict]]:
+        """Commands queued by other processes (attach), not yet applied."""
+        rows = self.connection.execute(
+            "SELECT id, payload FROM commands WHERE applied_step IS NULL ORDER BY id"
+        ).fetchall()
+        return [(row["id"], json.loads(row["payload"])) for row in rows]
+
+    def mark_command_applied(self, command_id: int, step: int) -> None:
+        self.connection.execute(
+            "UPDATE commands SET applied_step = ? WHERE id = ?", (step, command_id)
+        )
+
+    def close(self) -> None:
+        self.flush()
+        self.connection.close()
+
+
+def read_meta(connection: sqlite3.Connection) -> dict[str, Any]:
+    return {
+        row["key"]: json.loads(row["value"]) for row in connection.execute("SELECT * FROM meta")
+    }
+
+
+def metric_series(
+    connection: sqlite3.Connection,
+    name: str,
+    points: int = 500,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[tuple[int, float | None]]:
+    """A metric downsampled to about `points` buckets (mean per bucket), in step order."""
+    low, high = connection.execute(
+        "SELECT min(step), max(step) FROM metrics WHERE name = ?", (name,)
+    ).fetchone()
+    if low is None:
+        return []
+    low = low if start is None else max(low, start)
+    high = high if end is None else min(high, end)
+    bucket = max(1, (high - low + 1) // max(1, points))
+    rows = connection.execute(
+        "SELECT max(step) AS step, avg(value) AS value FROM metrics "
+        "WHERE name = ? AND step BETWEEN ? AND ? GROUP BY step / ? ORDER BY step",
+        (name, low, high, bucket),
+    ).fetchall()
+    return [(row["step"], row["value"]) for row in rows]

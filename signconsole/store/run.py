@@ -1,0 +1,191 @@
+"""Run directories and the recorder that writes every event into run.db.
+
+runs/<YYYYmmdd-HHMMSS>-<profile name>/
+    profile.toml       the fully resolved profile that ran
+    vocabulary.json    index -> gloss, blank at 0
+    stats.npz          normalization statistics (corpus_stats)
+    run.db             SQLite (WAL): metrics, evals, decodes, alarms, events, commands
+    checkpoints/       last.pt, best.pt (written to a temp file, then renamed)
+    log.txt            plain log, one line per event worth reading
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from signconsole.events import (
+    AlarmRaised,
+    CheckpointSaved,
+    CommandApplied,
+    EvalFinished,
+    Event,
+    RunFinished,
+    RunStarted,
+    StageChanged,
+    StateChanged,
+    StepLogged,
+    to_payload,
+)
+from signconsole.store.db import RunDatabase
+
+
+def new_run_dir(runs_dir: str | Path, name: str) -> Path:
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ["", *(f"-{i}" for i in range(2, 100))]:
+        path = runs_dir / f"{stamp}-{name}{suffix}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "checkpoints").mkdir()
+        # Only the owner may write: commands reach a run through its database (attach).
+        os.chmod(path, 0o755)
+        return path
+    raise RuntimeError(f"cannot create a run directory in {runs_dir}")
+
+
+class RunRecorder:
+    """An event sink: every event into run.db (buffered), readable lines into log.txt."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.db = RunDatabase(run_dir / "run.db")
+        self.log = (run_dir / "log.txt").open("a", encoding="utf-8", buffering=1)
+
+    def __call__(self, event: Event) -> None:
+        db = self.db
+        if isinstance(event, StepLogged):
+            values = {
+                "train/loss": event.loss,
+                "lr": event.lr,
+                "grad_norm/total": event.grad_norm,
+                "frames_per_second": event.frames_per_second,
+                "logit_std": event.logit_std,
+                "epoch": float(event.epoch),
+            }
+            values.update({f"train/{k}": v for k, v in event.parts.items()})
+            values.update({f"grad_norm/{k}": v for k, v in event.stage_grad_norms.items()})
+            db.add_metrics(event.step, values)
+            db.flush_if_due()
+            return
+        if isinstance(event, EvalFinished):
+            db.execute(
+                "INSERT INTO evals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    event.step,
+                    event.epoch,
+                    event.split,
+                    event.loss,
+                    event.error_rate,
+                    event.substitutions,
+                    event.deletions,
+                    event.insertions,
+                    event.reference_words,
+                    event.unit,
+                    int(event.is_best),
+                    event.blank_only,
+                    event.time,
+                ),
+            )
+            db.add_metrics(
+                event.step,
+                {f"{event.split}/loss": event.loss, f"{event.split}/error_rate": event.error_rate},
+            )
+            for sample in event.samples:
+                db.execute(
+                    "INSERT INTO decodes VALUES (?,?,?,?,?,?)",
+                    (
+                        event.step,
+                        sample.id,
+                        " ".join(sample.reference),
+                        " ".join(sample.greedy),
+                        " ".join(sample.beam),
+                        sample.error_rate,
+                    ),
+                )
+            self._line(
+                event,
+                f"eval {event.split} loss={event.loss:.4f} "
+                f"{'LER' if event.unit == 'letter' else 'WER'}={event.error_rate:.2%}"
+                f"{' (best)' if event.is_best else ''}",
+            )
+        elif isinstance(event, AlarmRaised):
+            db.execute(
+                "INSERT INTO alarms VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    event.step,
+                    event.time,
+                    event.severity,
+                    event.kind,
+                    event.message,
+                    event.hint,
+                    event.stage,
+                    json.dumps(list(event.batch_ids)),
+                ),
+            )
+            self._line(
+                event, f"ALARM {event.severity} {event.kind}: {event.message} | {event.hint}"
+            )
+        else:
+            payload = to_payload(event)
+            if isinstance(event, RunStarted):
+                payload.pop("profile_toml")
+                db.set_meta(
+                    name=event.name,
+                    kind=event.kind,
+                    device=event.device,
+                    unit=event.unit,
+                    started=event.time,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    status="running",
+                    stages=list(event.stages),
+                    parameters=event.parameters,
+                    total_steps=event.total_steps,
+                )
+            elif isinstance(event, StateChanged):
+                db.set_meta(status=event.state, heartbeat=event.time)
+            elif isinstance(event, RunFinished):
+                db.set_meta(
+                    status=event.status,
+                    finished=event.time,
+                    best_error_rate=event.best_error_rate,
+                    best_step=event.best_step,
+                    last_step=event.step,
+                )
+            db.execute(
+                "INSERT INTO events VALUES (?,?,?,?)",
+                (event.step, event.time, type(event).__name__, json.dumps(payload)),
+            )
+            self._line(event, _describe(event))
+        db.flush()  # lifecycle events and evaluations are committed at once
+
+    def _line(self, event: Event, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
+        self.log.write(f"{stamp} step {event.step}: {text}\n")
+
+    def close(self) -> None:
+        self.db.close()
+        self.log.close()
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, StateChanged):
+        return f"state {event.state}" + (f" ({event.reason})" if event.reason else "")
+    if isinstance(event, StageChanged):
+        return (
+            f"stage {event.stage} {'trainable' if event.trainable else 'frozen'} ({event.reason})"
+        )
+    if isinstance(event, CommandApplied):
+        return f"command {event.command} {event.detail}".strip()
+    if isinstance(event, CheckpointSaved):
+        return f"checkpoint {event.which} -> {event.path}"
+    fields = {k: v for k, v in dataclasses.asdict(event).items() if k not in ("time", "step")}
+    return f"{type(event).__name__} {json.dumps(fields, default=str)[:300]}"
