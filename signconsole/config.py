@@ -54,7 +54,7 @@ class PretrainedConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     architecture: Architecture = "mobilenet_student"
-    hidden: int = 256  # width of the fusion output and of the recurrent layer (per direction)
+    hidden: int = 256  # width of the fusion output and of the BiLSTM output (hidden//2 per direction); even
     fusion_dim: int = 64  # per-modality encoder width
     lstm_layers: int = 1
     dropout: float = 0.1
