@@ -36,7 +36,7 @@ class DataConfig:
     corpus: str = "fingerspell"  # Phoenix-layout directory, or "fingerspell" (built-in corpus)
     normalization: Normalization = "corpus_stats"  # applied once, in the data pipeline
     coordinates: Coordinates = "raw"  # units of the spatial block: raw or shoulder-centred
-    batch_size: int = 16
+    batch_size: int = 16  # sequences per batch
     max_frames: int = 0  # longer sequences are skipped and reported; 0 = no limit
     bucket_width: int = 8  # frames per length bucket for batching
     num_workers: int = 0  # DataLoader worker processes
@@ -53,11 +53,11 @@ class PretrainedConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: Architecture = "mobilenet_student"
+    architecture: Architecture = "mobilenet_student"  # which model family to build
     hidden: int = 256  # width of the fusion output and of the BiLSTM output (hidden//2 per direction); even
     fusion_dim: int = 64  # per-modality encoder width
-    lstm_layers: int = 1
-    dropout: float = 0.1
+    lstm_layers: int = 1  # stacked BiLSTM layers after the convolutional stages
+    dropout: float = 0.1  # dropout in fusion, between stages and before the classifier
     temporal_stride: int = 4  # total downsampling in time (1, 2 or 4); never collapses time
     width_multiplier: float = 1.0  # scales convolutional channels
     pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
@@ -65,20 +65,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: OptimizerName = "adamw"
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+    name: OptimizerName = "adamw"  # optimizer
+    learning_rate: float = 1e-3  # peak learning rate (after warmup)
+    weight_decay: float = 1e-4  # decoupled for adamw, L2 for adam/sgd
     momentum: float = 0.9  # sgd only
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw moment decay
     grad_clip: float = 1.0  # max total grad norm; 0 = off
     stage_lr: dict[str, float] = field(default_factory=dict)  # per-stage LR multipliers
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: ScheduleName = "cosine"
+    name: ScheduleName = "cosine"  # learning-rate schedule after warmup
     warmup_steps: int = 100  # linear warmup from warmup_start_factor * lr
-    warmup_start_factor: float = 0.1
+    warmup_start_factor: float = 0.1  # warmup starts at this fraction of the peak lr
     min_lr: float = 1e-5  # floor of cosine
     step_size: int = 1000  # step schedule: steps between decays
     gamma: float = 0.5  # step/plateau decay factor
@@ -88,15 +88,15 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    max_epochs: int = 30
+    max_epochs: int = 30  # passes over the training split
     max_steps: int = 0  # 0 = limited by epochs only
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
     eval_every: int = 0  # steps between evaluations; 0 = each epoch
     log_every: int = 10  # steps between logged metrics (.item() syncs only here)
-    grad_accumulation: int = 1
-    seed: int = 0
-    deterministic: bool = False
-    device: Device = "auto"
+    grad_accumulation: int = 1  # batches per optimizer step
+    seed: int = 0  # seeds torch and python RNGs (model init, dropout, batch order)
+    deterministic: bool = False  # deterministic algorithms (slower; exact CPU reruns)
+    device: Device = "auto"  # auto = CUDA when present, else CPU
     precision: Precision = "fp32"  # bf16/fp16 autocast on CUDA only
     compile: bool = False  # torch.compile the model
     early_stopping: int = 0  # stop after N evaluations without dev WER improvement; 0 = off
@@ -107,8 +107,8 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class StageUnfreeze:
-    epoch: int
-    unfreeze: tuple[str, ...]
+    epoch: int  # epoch (0-based) at whose start the stages unfreeze
+    unfreeze: tuple[str, ...]  # stage names
 
 
 @dataclass(frozen=True)
@@ -132,21 +132,20 @@ class HealthConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     teacher: str = ""  # run directory or checkpoint of the teacher
-    temperature: float = 4.0
+    temperature: float = 4.0  # softens teacher and student posteriors
     alpha: float = 0.7  # weight of the KD term; 1 - alpha weighs CTC
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     runs_dir: str = "runs"  # where run directories land (relative to the working directory)
-    keep_checkpoints: bool = True
 
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
-    kind: Kind
-    description: str = ""
+    name: str  # run name (default: the profile file's stem)
+    kind: Kind  # teacher, student or distill
+    description: str = ""  # shown in the profile picker
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -138,3 +138,12 @@ def test_cli_bad_profile_is_one_clear_line_without_traceback(fixture: str, needl
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_readme_profile_reference_matches_the_schema() -> None:
+    from signconsole.profile_reference import markdown, readme_block
+
+    readme = (ROOT / "README.md").read_text()
+    assert readme_block(readme) == markdown(), (
+        "README's profile reference is stale: run `python -m signconsole.profile_reference --write`"
+    )

@@ -43,6 +43,7 @@ class HeadlessReporter:
         self.progress: Progress | None = None
         self.task = None
         self.finished: RunFinished | None = None
+        self.test_result: EvalFinished | None = None
         self.run_dir = ""
 
     def __call__(self, event: Event) -> None:
@@ -82,6 +83,13 @@ class HeadlessReporter:
             elif time.monotonic() - self._last_plain >= self.plain_interval:
                 self._last_plain = time.monotonic()
                 self._print(f"epoch {event.epoch} step {event.step}/{self.total} {status}")
+        elif isinstance(event, EvalFinished) and event.split != "dev":
+            self.test_result = event
+            self._print(
+                f"{event.split} (best checkpoint): loss {event.loss:.4f}  "
+                f"{rate_name(event.unit)} {event.error_rate:.2%}  (S {event.substitutions} "
+                f"D {event.deletions} I {event.insertions} / {event.reference_words})"
+            )
         elif isinstance(event, EvalFinished):
             name = rate_name(event.unit)
             if self.best is None or event.error_rate < self.best:
@@ -151,5 +159,10 @@ class HeadlessReporter:
             f"best dev {rate_name(self.unit)}",
             "-" if best is None or math.isnan(best) else f"{best:.2%} at step {event.best_step}",
         )
+        if self.test_result is not None:
+            table.add_row(
+                f"test {rate_name(self.unit)} (best checkpoint)",
+                f"{self.test_result.error_rate:.2%}",
+            )
         table.add_row("best checkpoint", event.best_checkpoint or "-")
         self.console.print(table)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from signconsole.config import Profile
 from signconsole.ctc.decode import beam_decode, greedy_decode
+from signconsole.ctc.phoenix import clean_hypothesis
 from signconsole.ctc.wer import error_counts
 from signconsole.data.dataset import Batch, BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.normalize import check_input
@@ -84,6 +85,19 @@ def ctc_min_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torc
         needed.append(length + repeats)
         offset += length
     return torch.tensor(needed, dtype=torch.long)
+
+
+def sample_ids_to_show(dataset: SequenceDataset, count: int) -> set[str]:
+    """The same few dev samples at every evaluation (so a user watches them improve), spread
+    over the split and with distinct references."""
+    if count <= 0:
+        return set()
+    first_of_each: dict[tuple[str, ...], str] = {}
+    for entry in sorted(dataset.entries, key=lambda e: e.id):
+        first_of_each.setdefault(entry.glosses, entry.id)
+    candidates = list(first_of_each.values())
+    stride = max(1, len(candidates) // count)
+    return set(candidates[::stride][:count])
 
 
 @dataclass
@@ -518,6 +532,8 @@ class Engine:
         sampler = BucketBatchSampler(dataset.lengths(), self.profile.data.batch_size, shuffle=False)
         loader = DataLoader(dataset, batch_sampler=sampler.batches(), collate_fn=collate)
         by_id = {entry.id: entry for entry in dataset.entries}
+        clean = clean_hypothesis if self.profile.data.wer_normalization == "phoenix" else list
+        shown = sample_ids_to_show(dataset, samples)
         for batch in loader:
             batch = batch.to(self.device)
             loss, _, output = self._loss(batch)
@@ -528,14 +544,16 @@ class Engine:
             greedy = greedy_decode(log_probs, output.lengths)
             for row, sample_id in enumerate(batch.ids):
                 reference = list(by_id[sample_id].glosses)
-                hypothesis = self.vocabulary.decode(greedy[row])
+                hypothesis = clean(self.vocabulary.decode(greedy[row]))
                 references.append(reference)
                 hypotheses.append(hypothesis)
-                if len(decoded_samples) < samples:
-                    beam = self.vocabulary.decode(
-                        beam_decode(
-                            log_probs[row : row + 1], output.lengths[row : row + 1], beam_width
-                        )[0]
+                if sample_id in shown:
+                    beam = clean(
+                        self.vocabulary.decode(
+                            beam_decode(
+                                log_probs[row : row + 1], output.lengths[row : row + 1], beam_width
+                            )[0]
+                        )
                     )
                     decoded_samples.append(
                         SampleDecode(
@@ -592,6 +610,35 @@ class Engine:
         self._checkpoint("last")
         if is_best:
             self._checkpoint("best")
+
+    def _evaluate_test(self) -> None:
+        """Score the best checkpoint on the test split once, at the end of the run."""
+        best = self.run_dir / "checkpoints" / "best.pt"
+        if self.data.test is None or not len(self.data.test) or not best.exists():
+            return
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(load_checkpoint(best, map_location=self.device)["model"])
+        loss, counts, samples, blank_only = self.evaluate_split(
+            self.data.test, self.profile.training.sample_decodes
+        )
+        self.model.load_state_dict(current)
+        self.bus.publish(
+            EvalFinished(
+                self.step,
+                epoch=self.epoch,
+                split="test",
+                loss=loss,
+                error_rate=counts.rate,
+                substitutions=counts.substitutions,
+                deletions=counts.deletions,
+                insertions=counts.insertions,
+                reference_words=counts.reference_words,
+                unit=self.data.unit,
+                is_best=False,
+                samples=tuple(samples),
+                blank_only=blank_only,
+            )
+        )
 
     def _early_stop(self) -> bool:
         patience = self.profile.training.early_stopping
@@ -730,6 +777,7 @@ class Engine:
     # ----------------------------------------------------------------------------- finish
     def _finish(self, status: str, started: float) -> RunResult:
         self._checkpoint("last")
+        self._evaluate_test()
         self._set_state("finished", "")
         best = self.run_dir / "checkpoints" / "best.pt"
         self.bus.publish(
