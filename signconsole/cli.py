@@ -148,13 +148,40 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
 
 
+def _console(profile: str | None) -> int:
+    from signconsole.errors import UserError
+
+    if profile is not None:
+        from signconsole.profile import load_profile
+
+        if not Path(profile).exists():
+            raise UserError(f"{profile}: no such profile (and not a command: see --help)")
+        load_profile(profile)  # bad profiles fail here with one line, before the screen opens
+    from signconsole.tui.app import SignConsole
+
+    SignConsole(Path(profile) if profile else None).run()
+    return ExitCode.OK
+
+
+def _console(profile: str | None) -> int:
+    from signconsole.errors import UserError
+
+    if profile is not None:
+        from signconsole.profile import load_profile
+
+        if not Path(profile).exists():
+            raise UserError(f"{profile}: no such profile (and not a command: see --help)")
+        load_profile(profile)  # bad profiles fail here with one line, before the screen opens
+    from signconsole.tui.app import SignConsole
+
+    SignConsole(Path(profile) if profile else None).run()
+    return ExitCode.OK
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command is None:
-        profile = f" {args.console_profile}" if args.console_profile else ""
-        return _not_implemented(
-            f"signconsole{profile}" + " (the live console); use `signconsole run PROFILE` meanwhile"
-        )
+        return _console(args.console_profile)
     if command == "run":
         from signconsole.commands.run import run_command
 

@@ -54,7 +54,9 @@ class PretrainedConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     architecture: Architecture = "mobilenet_student"  # which model family to build
-    hidden: int = 256  # width of the fusion output and of the BiLSTM output (hidden//2 per direction); even
+    hidden: int = (
+        256  # width of the fusion output and of the BiLSTM output (hidden//2 per direction); even
+    )
     fusion_dim: int = 64  # per-modality encoder width
     lstm_layers: int = 1  # stacked BiLSTM layers after the convolutional stages
     dropout: float = 0.1  # dropout in fusion, between stages and before the classifier

@@ -39,6 +39,7 @@ class RunStarted(Event):
     total_steps: int  # planned optimizer steps (0 = unknown)
     profile_toml: str
     resumed_from: str = ""
+    stage_schedule: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (epoch, stages to unfreeze)
 
 
 @dataclass(frozen=True)

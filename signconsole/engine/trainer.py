@@ -202,6 +202,9 @@ class Engine:
                 total_steps=self.total_steps,
                 profile_toml=self.profile_toml,
                 resumed_from=str(self.resume_dir or ""),
+                stage_schedule=tuple(
+                    (epoch, tuple(names)) for epoch, names in self.control.schedule_text()
+                ),
             )
         )
         if self.resume_dir is None:

@@ -1,0 +1,78 @@
+"""The console application: a picker, then a live run screen driving the in-process engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from signconsole.tui.host import EngineHost
+from signconsole.tui.picker import Choice, PickerScreen
+from signconsole.tui.run_screen import RunScreen
+
+
+class SignConsole(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "signconsole"
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        profile: Path | None = None,
+        profiles_dir: Path | None = None,
+        runs_dir: str | None = None,
+        overrides: tuple[str, ...] = (),
+        resume: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.profile, self.overrides, self.resume = profile, overrides, resume
+        self.profiles_dir = profiles_dir or Path("profiles")
+        self.runs_dir = runs_dir
+        self.host: EngineHost | None = None
+
+    def on_mount(self) -> None:
+        if self.profile is not None:
+            self.start(Choice(self.profile, self.resume))
+        else:
+            self.push_screen(
+                PickerScreen(self.profiles_dir, Path(self.runs_dir or "runs")), self.start
+            )
+
+    def start(self, choice: Choice | None) -> None:
+        if choice is None:
+            return
+        self.host = EngineHost(
+            choice.profile,
+            self.runs_dir,
+            self.overrides,
+            str(choice.resume) if choice.resume else None,
+        )
+        self.push_screen(RunScreen(self.host))
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, RunScreen):
+            for title, help_text, action in (
+                ("Pause / resume", "pause or resume training at the next step", "toggle_pause"),
+                (
+                    "Freeze / unfreeze stage",
+                    "toggle the stage selected in the Stages tab",
+                    "toggle_stage",
+                ),
+                ("Lower learning rate ÷2", "multiply the learning rate by 0.5", "lr_factor(0.5)"),
+                ("Raise learning rate ×2", "multiply the learning rate by 2", "lr_factor(2.0)"),
+                ("Set learning rate…", "type an exact learning rate", "set_lr"),
+                ("Checkpoint now", "write checkpoints/last.pt", "checkpoint"),
+                ("Evaluate now", "run a dev evaluation", "evaluate"),
+                ("Stop training", "stop after a checkpoint (asks first)", "stop"),
+            ):
+                yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
+
+    def on_unmount(self) -> None:
+        # Never leave a training thread behind: stop it cleanly (it checkpoints) and wait.
+        from signconsole.events import Stop
+
+        if self.host is not None and not self.host.done.is_set():
+            self.host.send(Stop(reason="console closed", source="console"))
+            self.host.done.wait(timeout=120)

@@ -1,0 +1,57 @@
+"""Small modal dialogs: yes/no confirmation and a learning-rate input."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+
+class Confirm(ModalScreen[bool]):
+    BINDINGS = [("y", "answer(True)", "yes"), ("n,escape", "answer(False)", "no")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question)
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class AskLearningRate(ModalScreen[float | None]):
+    BINDINGS = [("escape", "cancel", "cancel")]
+
+    def __init__(self, current: float | None) -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            now = f" (now {self.current:.3g})" if self.current else ""
+            yield Label(f"Learning rate for the next step{now}:")
+            yield Input(placeholder="e.g. 3e-4", id="lr")
+            yield Label("", id="lr-error", classes="error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        try:
+            value = float(event.value)
+        except ValueError:
+            value = -1.0
+        if not value > 0 or value != value or value == float("inf"):
+            self.query_one("#lr-error", Label).update(f"not a positive number: {event.value!r}")
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
