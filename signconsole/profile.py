@@ -360,6 +360,27 @@ def resolve_path(profile: Profile, value: str) -> Path:
     return (Path(profile.source).parent / path).resolve()
 
 
+def with_absolute_paths(profile: Profile) -> Profile:
+    """The same profile with its file paths made absolute, so the copy recorded in a run
+    directory still points at the same files from there."""
+
+    def absolute(value: str) -> str:
+        return str(resolve_path(profile, value)) if value else value
+
+    data = profile.data
+    if data.corpus != "fingerspell":
+        data = dataclasses.replace(data, corpus=absolute(data.corpus))
+    pretrained = dataclasses.replace(
+        profile.model.pretrained, path=absolute(profile.model.pretrained.path)
+    )
+    return dataclasses.replace(
+        profile,
+        data=data,
+        model=dataclasses.replace(profile.model, pretrained=pretrained),
+        distill=dataclasses.replace(profile.distill, teacher=absolute(profile.distill.teacher)),
+    )
+
+
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
     data = dataclasses.asdict(profile)
     data.pop("source", None)

@@ -61,7 +61,7 @@ from signconsole.events import (
     describe_command,
 )
 from signconsole.models.registry import build_model
-from signconsole.profile import profile_to_dict, profile_to_toml
+from signconsole.profile import profile_to_dict, profile_to_toml, with_absolute_paths
 from signconsole.store.run import RunRecorder, new_run_dir
 
 
@@ -132,6 +132,13 @@ class Engine:
     # ------------------------------------------------------------------------------- setup
     def setup(self) -> None:
         profile, training = self.profile, self.profile.training
+        if profile.kind == "distill":
+            from signconsole.errors import UserError
+
+            raise UserError(
+                'kind = "distill": distillation is not implemented in this version yet; train '
+                "the teacher and the student profiles on their own meanwhile"
+            )
         torch.manual_seed(training.seed)
         import random
 
@@ -173,7 +180,7 @@ class Engine:
         self.evaluations = 0
         self.evals_without_improvement = 0
         self.batch_in_epoch = 0
-        self.profile_toml = profile_to_toml(profile)
+        self.profile_toml = profile_to_toml(with_absolute_paths(profile))
 
         if self.resume_dir is not None:
             self.run_dir = self.resume_dir

@@ -13,7 +13,7 @@ from signconsole.tui.run_screen import RunScreen
 
 
 class SignConsole(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses (tests) live elsewhere
     TITLE = "signconsole"
     ENABLE_COMMAND_PALETTE = True
 
@@ -24,15 +24,19 @@ class SignConsole(App):
         runs_dir: str | None = None,
         overrides: tuple[str, ...] = (),
         resume: Path | None = None,
+        host: EngineHost | None = None,
     ) -> None:
+        """`host`: run a prepared EngineHost (tests feed a recorded run through one)."""
         super().__init__()
         self.profile, self.overrides, self.resume = profile, overrides, resume
         self.profiles_dir = profiles_dir or Path("profiles")
         self.runs_dir = runs_dir
-        self.host: EngineHost | None = None
+        self.host: EngineHost | None = host
 
     def on_mount(self) -> None:
-        if self.profile is not None:
+        if self.host is not None:
+            self.push_screen(RunScreen(self.host))
+        elif self.profile is not None:
             self.start(Choice(self.profile, self.resume))
         else:
             self.push_screen(

@@ -24,23 +24,33 @@ STAGE_COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "white", "
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def status_text(view: RunView) -> Text:
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(f" {view.name or '...'} ", style="bold reverse")
-    text.append(f" {view.kind} · {view.device} ", style="dim")
-    text.append(f" {view.state.upper()} ", style=STATE_STYLES.get(view.state, "bold"))
+def status_text(view: RunView, width: int = 120) -> Text:
+    """Profile, kind, device, state, progress, speed, ETA, best error and lr, dropping the least
+    important parts first when the terminal is narrow."""
     total = f"/{view.total_steps}" if view.total_steps else ""
-    text.append(f" epoch {view.epoch} · step {view.step}{total}")
-    if view.frames_per_second:
-        text.append(f" · {view.frames_per_second:,.0f} fr/s")
     eta = view.eta_seconds()
+    parts: list[tuple[int, str, str]] = [  # (priority: lower survives longer, text, style)
+        (0, f" {view.name or '...'} ", "bold reverse"),
+        (3, f" {view.kind} · {view.device} ", "dim"),
+        (0, f" {view.state.upper()} ", STATE_STYLES.get(view.state, "bold")),
+        (0, f" ep {view.epoch} · step {view.step}{total}", ""),
+    ]
+    if view.frames_per_second:
+        parts.append((2, f" · {view.frames_per_second:,.0f} fr/s", ""))
     if eta is not None:
-        text.append(f" · ETA {format_duration(eta)}")
+        parts.append((1, f" · ETA {format_duration(eta)}", ""))
     if view.best_error_rate is not None:
-        text.append(f" · best {view.rate_name} {view.best_error_rate:.1%}", style="bold")
-        text.append(f"@{view.best_step}", style="dim")
+        parts.append((0, f" · best {view.rate_name} {view.best_error_rate:.1%}", "bold"))
+        parts.append((2, f"@{view.best_step}", "dim"))
     if view.lr is not None:
-        text.append(f" · lr {view.lr:.2e}", style="dim")
+        parts.append((1, f" · lr {view.lr:.1e}", "dim"))
+    for dropped in (4, 3, 2, 1):
+        kept = [p for p in parts if p[0] < dropped]
+        if sum(len(t) for _, t, _ in kept) <= width:
+            break
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for _, part, style in kept:
+        text.append(part, style=style)
     return text
 
 
@@ -83,10 +93,9 @@ class ChartPane(Widget):
             return [Line(name, s.steps, s.values, style)] if s and s.values else []
 
         if self.kind == "loss":
-            lines = (
-                line("train/loss", "cyan") + line("train/ctc", "green") + line("train/kd", "red")
-            )
-            return lines + line("dev/loss", "magenta"), {}
+            # dev first: the dense train line is drawn last and stays readable on top
+            lines = line("dev/loss", "magenta") + line("train/ctc", "green")
+            return lines + line("train/kd", "red") + line("train/loss", "cyan"), {}
         if self.kind == "error":
             return line("dev/error_rate", "magenta"), {"percent": True, "y_min": 0.0}
         if self.kind == "grad":

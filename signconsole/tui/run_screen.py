@@ -69,7 +69,8 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#status", Static).update(status_text(self.view))
+        self.query_one(StagesPane).focus()  # arrow keys pick the stage that f toggles
+        self.query_one("#status", Static).update(status_text(self.view, self.size.width))
         self.set_interval(DRAIN_INTERVAL, self.drain)
         self.app.run_worker(
             self.host.run,
@@ -101,7 +102,7 @@ class RunScreen(Screen):
         self.refresh_panes()
 
     def refresh_panes(self, force_charts: bool = False) -> None:
-        self.query_one("#status", Static).update(status_text(self.view))
+        self.query_one("#status", Static).update(status_text(self.view, self.size.width))
         now = time.monotonic()
         if force_charts or now - self._last_chart_draw >= CHART_INTERVAL or self.view.finished:
             self._last_chart_draw = now

@@ -1,0 +1,306 @@
+"""The console, driven through Textual's Pilot against the real engine on real pose data, plus
+snapshots of the run screen at 80x24 and 120x40 filled from a scripted (deterministic) run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import PROFILE, SMALL
+
+from signconsole.events import (
+    AlarmRaised,
+    CommandApplied,
+    EvalFinished,
+    RunStarted,
+    SampleDecode,
+    StageChanged,
+    StateChanged,
+    StepLogged,
+)
+from signconsole.tui.app import SignConsole
+from signconsole.tui.host import EngineHost
+from signconsole.tui.panes import StagesPane, decode_line, status_text
+from signconsole.tui.state import RunView
+
+LIVE = (*SMALL, "training.max_steps=100000", "training.eval_every=40", "training.max_epochs=10000")
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
+def engine_of(app: SignConsole):
+    return app.host.engine if app.host is not None else None
+
+
+async def start(pilot, app: SignConsole):
+    await wait_for(
+        pilot,
+        lambda: engine_of(app) is not None and engine_of(app).step >= 2,
+        what="the engine to take its first steps",
+    )
+    return engine_of(app)
+
+
+async def stop_and_quit(pilot, app: SignConsole) -> None:
+    await pilot.press("q")
+    await pilot.press("y")
+    await wait_for(pilot, lambda: app.host.done.is_set(), what="the run to stop")
+
+
+@pytest.mark.slow
+async def test_pause_really_stops_steps_and_resume_restarts(tmp_path: Path) -> None:
+    app = SignConsole(PROFILE, runs_dir=str(tmp_path), overrides=LIVE)
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = await start(pilot, app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: engine.state == "paused", what="pause")
+        paused_at = engine.step
+        await asyncio.sleep(1.0)
+        assert engine.step == paused_at  # paused steps do not advance
+        await wait_for(
+            pilot,
+            lambda: "PAUSED" in str(status_text(app.screen.view)),
+            what="the status line to say PAUSED",
+        )
+        await pilot.press("space")
+        await wait_for(pilot, lambda: engine.step > paused_at + 2, what="training to restart")
+        events = [entry.text for entry in app.screen.view.timeline]
+        assert any(text.startswith("Pause") for text in events)
+        assert any(text.startswith("Resume") for text in events)
+        await stop_and_quit(pilot, app)
+
+
+@pytest.mark.slow
+async def test_freeze_selected_stage_stops_its_parameters(tmp_path: Path) -> None:
+    app = SignConsole(PROFILE, runs_dir=str(tmp_path), overrides=LIVE)
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = await start(pilot, app)
+        table = app.screen.query_one(StagesPane)
+        await wait_for(pilot, lambda: table.row_count == 4, what="the stages table")
+        table.focus()
+        table.move_cursor(row=2)  # fusion, subsample, lstm, classifier
+        assert table.selected_stage() == "lstm"
+        await pilot.press("f")
+        await wait_for(pilot, lambda: not engine.control.trainable["lstm"], what="freeze")
+        frozen = {k: v.clone() for k, v in engine.stages["lstm"].state_dict().items()}
+        other = {k: v.clone() for k, v in engine.stages["classifier"].state_dict().items()}
+        start_step = engine.step
+        await wait_for(pilot, lambda: engine.step >= start_step + 4, what="more steps")
+        for name, value in engine.stages["lstm"].state_dict().items():
+            assert torch.equal(value, frozen[name]), f"frozen lstm.{name} changed"
+        assert any(
+            not torch.equal(v, other[k])
+            for k, v in engine.stages["classifier"].state_dict().items()
+        )
+        await wait_for(
+            pilot,
+            lambda: table.get_row("lstm")[1].plain == "frozen",
+            what="the table to show frozen",
+        )
+        await pilot.press("f")  # unfreeze again
+        await wait_for(pilot, lambda: engine.control.trainable["lstm"], what="unfreeze")
+        await stop_and_quit(pilot, app)
+
+
+@pytest.mark.slow
+async def test_typed_learning_rate_is_the_optimizers_next_lr(tmp_path: Path) -> None:
+    app = SignConsole(PROFILE, runs_dir=str(tmp_path), overrides=LIVE)
+    async with app.run_test(size=(120, 40)) as pilot:
+        engine = await start(pilot, app)
+        await pilot.press("l")
+        await pilot.press(*"2.5e-4", "enter")
+        await wait_for(
+            pilot,
+            lambda: abs(engine.optimizer.param_groups[0]["lr"] - 2.5e-4) < 1e-12,
+            what="the optimizer's lr to become 2.5e-4",
+        )
+        await pilot.press("minus")  # halve it
+        await wait_for(
+            pilot,
+            lambda: abs(engine.optimizer.param_groups[0]["lr"] - 1.25e-4) < 1e-12,
+            what="lr halved",
+        )
+        await stop_and_quit(pilot, app)
+    database = next(Path(tmp_path).glob("*/run.db"))
+    import sqlite3
+
+    rows = (
+        sqlite3.connect(database)
+        .execute("SELECT payload FROM events WHERE type = 'CommandApplied'")
+        .fetchall()
+    )
+    assert any("SetLearningRate" in row[0] and "0.00025" in row[0] for row in rows)
+
+
+@pytest.mark.slow
+async def test_stop_asks_first_and_then_checkpoints(tmp_path: Path) -> None:
+    app = SignConsole(PROFILE, runs_dir=str(tmp_path), overrides=LIVE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, app)
+        await pilot.press("s")
+        await pilot.press("n")  # declined: still training
+        await pilot.pause(0.5)
+        assert not app.host.done.is_set()
+        await pilot.press("s")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.host.done.is_set(), what="stop")
+        await wait_for(pilot, lambda: app.screen.view.state == "finished", what="finished state")
+    assert list(Path(tmp_path).glob("*/checkpoints/last.pt"))
+
+
+async def test_picker_lists_profiles_with_validation_marks(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "good.toml").write_text('kind = "student"\n')
+    (profiles / "bad.toml").write_text('kind = "student"\n[optimizer]\nlearnin_rate = 1\n')
+    app = SignConsole(profiles_dir=profiles, runs_dir=str(tmp_path / "runs"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#profiles")
+        marks = {table.get_row(key)[1]: table.get_row(key)[0].plain for key in table.rows}
+        assert marks == {"good": "✓", "bad": "✗"}
+        table.move_cursor(row=0)  # bad.toml sorts first
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.host is None  # an invalid profile does not start a run
+
+
+# ------------------------------------------------------------------- scripted run (snapshots)
+
+
+def scripted_events() -> list:
+    t0 = 1_700_000_000.0
+    stages = ("fusion", "stem", "blocks_1", "blocks_2", "blocks_3", "lstm", "classifier")
+    events: list = [
+        RunStarted(
+            0,
+            time=t0,
+            run_dir="runs/20260101-000000-demo-student",
+            name="demo-student",
+            kind="student",
+            device="cpu",
+            unit="letter",
+            stages=stages,
+            parameters=dict(
+                zip(stages, (313464, 4624, 2736, 14992, 692704, 136704, 5211), strict=True)
+            ),
+            trainable=dict.fromkeys(stages, True),
+            total_steps=1520,
+            profile_toml="",
+            stage_schedule=((12, ("blocks_3",)),),
+        ),
+        StateChanged(0, time=t0, state="running"),
+    ]
+    for step in range(10, 610, 10):
+        loss = 9.0 * 0.994**step + 0.2
+        norms = {s: 0.5 * (i + 1) * 0.998**step for i, s in enumerate(stages)}
+        events.append(
+            StepLogged(
+                step,
+                time=t0 + step / 3.5,
+                epoch=step // 38,
+                loss=loss,
+                parts={"ctc": loss},
+                lr=2e-3 * min(1.0, step / 100),
+                grad_norm=3.0 * 0.997**step,
+                stage_grad_norms=norms,
+                frames_per_second=4300.0,
+                logit_std=1.5,
+            )
+        )
+        if step % 150 == 0:
+            rate = 0.99 * 0.997**step
+            events.append(
+                EvalFinished(
+                    step,
+                    time=t0 + step / 3.5,
+                    epoch=step // 38,
+                    split="dev",
+                    loss=loss * 1.1,
+                    error_rate=rate,
+                    substitutions=int(rate * 200),
+                    deletions=int(rate * 150),
+                    insertions=3,
+                    reference_words=367,
+                    unit="letter",
+                    is_best=True,
+                    samples=(
+                        SampleDecode(
+                            "ase-dev-000010", ("K", "I", "D"), ("K", "D"), ("K", "I", "T"), 0.33
+                        ),
+                        SampleDecode(
+                            "ase-dev-000020",
+                            ("O", "P", "E", "N"),
+                            ("O", "P", "E", "N"),
+                            ("O", "P", "E", "N"),
+                            0.0,
+                        ),
+                    ),
+                )
+            )
+    events += [
+        CommandApplied(420, time=t0 + 120, command="Freeze stage=fusion", detail="from console"),
+        StageChanged(420, time=t0 + 120, stage="fusion", trainable=False, reason="command"),
+        AlarmRaised(
+            500,
+            time=t0 + 143,
+            severity="warning",
+            kind="grad_explode",
+            message="gradient norm 153 > 100 (largest in lstm: 140)",
+            hint="lower the learning rate, keep clipping on",
+            stage="lstm",
+            batch_ids=("ase-train-000001", "ase-train-000002"),
+        ),
+    ]
+    return events
+
+
+class ScriptedHost(EngineHost):
+    """A host whose 'engine' is a recorded event list: the screen cannot tell the difference."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("scripted.toml"))
+        self.events.extend(scripted_events())
+
+    def run(self) -> None:  # nothing to train: the recording is already queued
+        self.done.set()
+
+
+def test_view_folds_events_into_what_the_panes_show() -> None:
+    view = RunView()
+    for event in scripted_events():
+        view.apply(event)
+    assert view.name == "demo-student" and view.rate_name == "LER"
+    assert view.step == 600 and view.best_step == 600
+    assert len(view.series["train/loss"].values) == 60
+    assert view.stages["fusion"].trainable is False
+    assert view.unseen_alarms == 1 and view.timeline[-1].kind == "alarm"
+    assert "batch ase-train-000001" in view.timeline[-1].where
+    assert 3.0 < view.steps_per_second < 4.0  # 10 steps every 10/3.5 s
+    assert view.schedule == [(12, ["blocks_3"])]
+
+
+def test_decode_marks_substitutions_insertions_deletions() -> None:
+    line = decode_line(("K", "I", "D"), ("K", "T", "D", "X"))
+    assert line.plain == "K T D +X"
+    line = decode_line(("O", "P", "E", "N"), ("O", "E", "N"))
+    assert line.plain == "O -P E N"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_run_screen_snapshot(snap_compare, size: tuple[int, int]) -> None:
+    async def settle(pilot) -> None:
+        await pilot.pause(0.5)
+        pilot.app.screen.refresh_panes(force_charts=True)
+        await pilot.pause(0.2)
+
+    assert snap_compare(SignConsole(host=ScriptedHost()), terminal_size=size, run_before=settle)
