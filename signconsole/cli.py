@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     # 2-core machine ran several times slower than 1 (spinning threads fight the UI and others).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
-    console_profile = None
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        console_profile, argv = argv[0], argv[1:]  # `signconsole PROFILE.toml`
-    args = _parser().parse_args(argv)
-    args.console_profile = console_profile
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        args = _console_parser().parse_args(argv)  # `signconsole [PROFILE.toml] [--set ...]`
+        args.command = None
+    else:
+        args = _parser().parse_args(argv)
     try:
         return int(_dispatch(args))
     except KeyboardInterrupt:
@@ -148,40 +148,47 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
 
 
-def _console(profile: str | None) -> int:
+def _console_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signconsole", description="Open the live console (see `signconsole --help`)."
+    )
+    parser.add_argument("profile", nargs="?", help="start this profile right away")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--runs-dir", metavar="DIR", help="where run directories go")
+    parser.add_argument(
+        "--profiles",
+        metavar="DIR",
+        default="profiles",
+        help="folder the picker lists (default: profiles/)",
+    )
+    return parser
+
+
+def _console(args: argparse.Namespace) -> int:
     from signconsole.errors import UserError
 
-    if profile is not None:
+    if args.profile is not None:
         from signconsole.profile import load_profile
 
-        if not Path(profile).exists():
-            raise UserError(f"{profile}: no such profile (and not a command: see --help)")
-        load_profile(profile)  # bad profiles fail here with one line, before the screen opens
+        if not Path(args.profile).exists():
+            raise UserError(f"{args.profile}: no such profile (and not a command: see --help)")
+        # A bad profile fails here with one line, before the screen opens.
+        load_profile(args.profile, args.overrides)
     from signconsole.tui.app import SignConsole
 
-    SignConsole(Path(profile) if profile else None).run()
-    return ExitCode.OK
-
-
-def _console(profile: str | None) -> int:
-    from signconsole.errors import UserError
-
-    if profile is not None:
-        from signconsole.profile import load_profile
-
-        if not Path(profile).exists():
-            raise UserError(f"{profile}: no such profile (and not a command: see --help)")
-        load_profile(profile)  # bad profiles fail here with one line, before the screen opens
-    from signconsole.tui.app import SignConsole
-
-    SignConsole(Path(profile) if profile else None).run()
+    SignConsole(
+        Path(args.profile) if args.profile else None,
+        profiles_dir=Path(args.profiles),
+        runs_dir=args.runs_dir,
+        overrides=tuple(args.overrides),
+    ).run()
     return ExitCode.OK
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command is None:
-        return _console(args.console_profile)
+        return _console(args)
     if command == "run":
         from signconsole.commands.run import run_command
 

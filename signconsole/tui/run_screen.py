@@ -147,7 +147,7 @@ class RunScreen(Screen):
             self.notify("the run is not training", severity="warning")
             return
         self.host.send(command)
-        self.notify(f"{note}: applied at the next step", timeout=2)
+        self.notify(f"{note}: applied at the next step", timeout=1.5)
 
     def action_toggle_pause(self) -> None:
         paused = self.view.state == "paused"

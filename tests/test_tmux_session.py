@@ -1,0 +1,102 @@
+"""A real terminal: the console in tmux on the demo profile, driven by keystrokes.
+
+Starts `signconsole profiles/demo-student.toml` (small corpus and an early first evaluation so it
+runs in well under a minute, fusion frozen at start so there is a stage to unfreeze), waits for the
+first evaluation, pauses, unfreezes a stage, resumes and quits. Every screen is captured to
+$SIGNCONSOLE_TMUX_CAPTURES (default: a temporary folder) so a person can read what was shown.
+Run it alone with `python -m pytest tests/test_tmux_session.py -s`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SMALL
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+SESSION = "signconsole-test"
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-p", "-t", SESSION)
+
+
+def wait_screen(predicate, what: str, timeout: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = screen()
+        if predicate(text):
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; screen was:\n{screen()}")
+
+
+@pytest.mark.slow
+def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
+    captures = Path(os.environ.get("SIGNCONSOLE_TMUX_CAPTURES", tmp_path / "captures"))
+    captures.mkdir(parents=True, exist_ok=True)
+    overrides = [
+        *SMALL,
+        "training.max_steps=100000",
+        "training.max_epochs=10000",
+        "training.eval_every=20",
+        'freeze.frozen=["fusion"]',
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "signconsole",
+        str(ROOT / "profiles" / "demo-student.toml"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
+    for override in overrides:
+        command += ["--set", override]
+    environment = f"SIGNCONSOLE_CACHE={os.environ.get('SIGNCONSOLE_CACHE', '')} TERM=xterm-256color"
+    shell = f"cd {ROOT} && env {environment} {' '.join(repr(c) for c in command)}; echo EXITED=$?; sleep 30"
+    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", shell)
+    shots: dict[str, str] = {}
+
+    def shot(name: str, text: str) -> None:
+        shots[name] = text
+        (captures / f"{len(shots):02d}-{name}.txt").write_text(text)
+
+    try:
+        shot("first-eval", wait_screen(lambda s: "best LER" in s, "the first evaluation"))
+        assert "RUNNING" in shots["first-eval"] and "frozen" in shots["first-eval"]
+
+        tmux("send-keys", "-t", SESSION, "Space")
+        shot("paused", wait_screen(lambda s: "PAUSED" in s, "the paused state"))
+
+        tmux("send-keys", "-t", SESSION, "f")  # the cursor starts on the first stage: fusion
+        tmux("send-keys", "-t", SESSION, "2")  # the events tab
+        shot("unfrozen", wait_screen(lambda s: "stage fusion unfrozen" in s, "the unfreeze event"))
+        assert "PAUSED" in shots["unfrozen"]  # commands apply while paused
+
+        tmux("send-keys", "-t", SESSION, "Space")
+        shot(
+            "resumed",
+            wait_screen(lambda s: "RUNNING" in s and "resumed by user" in s, "training to resume"),
+        )
+
+        tmux("send-keys", "-t", SESSION, "q")
+        shot("confirm-quit", wait_screen(lambda s: "Quit?" in s, "the quit question"))
+        tmux("send-keys", "-t", SESSION, "y")
+        shot("exited", wait_screen(lambda s: "EXITED=0" in s, "a clean exit", timeout=60))
+        assert "Traceback" not in shots["exited"]
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+    checkpoints = list((tmp_path / "runs").glob("*/checkpoints/last.pt"))
+    assert checkpoints, "quitting stops the run with a checkpoint"
