@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="pre-flight checks and the overfit test")
     doctor.add_argument("profile")
     doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    doctor.add_argument(
+        "--no-overfit", action="store_true", help="only the checks without training"
+    )
 
     extract = commands.add_parser(
         "extract", help="MediaPipe landmarks from videos or frame folders"
@@ -193,6 +196,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.run import run_command
 
         return run_command(Path(args.profile), args.overrides, args.resume, args.runs_dir)
+    if command == "doctor":
+        from signconsole.commands.doctor import doctor_command
+
+        return doctor_command(Path(args.profile), args.overrides, args.no_overfit)
     if command == "data":
         from signconsole.commands import data
 

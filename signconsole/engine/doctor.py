@@ -1,0 +1,297 @@
+"""`signconsole doctor`: the checks that need no training, then the overfit test (seed 001).
+
+Each check returns a `Check` (pass / warn / fail, what was measured, what to do), so the command
+prints one table and exits non-zero when anything failed. The overfit test trains the real model
+on a handful of training sequences until it decodes them perfectly: a model that cannot is
+broken (log_softmax, normalization, vocabulary, time collapse), not under-tuned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from signconsole.config import Profile
+from signconsole.data.corpus import CorpusError
+from signconsole.data.dataset import SequenceDataset
+from signconsole.data.layout import LAYOUT
+from signconsole.data.normalize import check_input
+from signconsole.data.prepare import PreparedData, Progress, prepare_data
+from signconsole.data.readers import FeatureFileError, read_sequence
+
+Status = str  # "pass", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+
+def _data_files(data: PreparedData, progress: Progress | None) -> list[Check]:
+    """Every feature file readable, finite and well-shaped; detection rates per landmark group."""
+    problems: list[str] = []
+    present = {name: 0.0 for name in LAYOUT.landmark_groups()}
+    frames = 0
+    datasets = [("train", data.train), ("dev", data.dev)]
+    if data.test is not None:
+        datasets.append(("test", data.test))
+    total = sum(len(ds) for _, ds in datasets)
+    done = 0
+    for split, dataset in datasets:
+        for path in dataset.paths:
+            done += 1
+            if progress and done % 50 == 0:
+                progress("reading every feature file", done, total)
+            try:
+                sequence = read_sequence(path)
+            except FeatureFileError as error:
+                problems.append(f"{split}: {error}")
+                continue
+            if sequence.mask is not None:
+                frames += len(sequence.mask)
+                for name, group in LAYOUT.landmark_groups().items():
+                    present[name] += float(sequence.mask[:, group].any(axis=1).sum())
+    checks = []
+    if problems:
+        checks.append(
+            Check(
+                "feature files",
+                "fail",
+                f"{len(problems)} of {total} unreadable: " + problems[0],
+                "re-extract or rebuild those sequences",
+            )
+        )
+    else:
+        checks.append(Check("feature files", "pass", f"{total} files read, shapes and values ok"))
+    if frames:
+        rates = ", ".join(f"{name} {count / frames:.0%}" for name, count in present.items())
+        status = "warn" if present["pose"] / frames < 0.5 else "pass"
+        checks.append(
+            Check(
+                "landmark detection (share of frames)",
+                status,
+                rates,
+                "few pose detections: check the extraction" if status == "warn" else "",
+            )
+        )
+    return checks
+
+
+def _feature_statistics(data: PreparedData) -> list[Check]:
+    sample = [data.train.raw_features(i) for i in range(min(64, len(data.train)))]
+    features = torch.cat([s[0] for s in sample])
+    valid = torch.cat([s[1] for s in sample])
+    state = check_input(features, valid)
+    blocks = ", ".join(
+        f"{name} {state.block_mean[name]:+.2g}±{state.block_std[name]:.2g}"
+        for name in state.block_mean
+    )
+    checks = [Check("raw feature statistics (mean±std per block)", "pass", blocks)]
+    mode = data.train.normalization
+    if state.looks_standardized and mode != "none":
+        checks.append(
+            Check(
+                "normalization",
+                "fail",
+                f"input is already standardized and data.normalization = {mode!r} "
+                "normalizes it again (seed 002: NaN/Inf in full training)",
+                'set data.normalization = "none" for this corpus',
+            )
+        )
+    else:
+        normalized = torch.stack(
+            [data.train[i].features.abs().max() for i in range(min(64, len(data.train)))]
+        ).max()
+        status = "warn" if float(normalized) > 1e3 else "pass"
+        checks.append(
+            Check(
+                "normalization",
+                status,
+                f"{mode}: largest normalized value {float(normalized):.3g}",
+                "values this large overflow in fp16: check the statistics"
+                if status == "warn"
+                else "",
+            )
+        )
+    return checks
+
+
+def _vocabulary(data: PreparedData) -> Check:
+    vocabulary = data.vocabulary
+    failures = vocabulary.round_trip_failures(data.train.corpus.glosses("train"))
+    if vocabulary.tokens[0] != "<blank>" or failures:
+        return Check(
+            "vocabulary",
+            "fail",
+            f"{len(failures)} training sequences do not survive encode->decode"
+            + (f", e.g. {' '.join(failures[0])!r}" if failures else ""),
+            "the index->gloss map must be filled for every gloss (seed 003)",
+        )
+    unknown = sum(data.dev.unknown.values())
+    detail = f"{len(vocabulary) - 1} {data.unit}s + blank at 0; every training sequence round-trips"
+    if unknown:
+        detail += f"; {unknown} dev gloss occurrences unknown to it (scored as errors)"
+    return Check("vocabulary", "pass", detail)
+
+
+def _ctc_lengths(model, data: PreparedData) -> Check:
+    infeasible, worst = [], math.inf
+    for dataset in (data.train, data.dev):
+        lengths = torch.tensor(dataset.lengths())
+        outputs = model.output_lengths(lengths)
+        for index, target in enumerate(dataset.targets):
+            labels = torch.tensor(target)
+            need = len(target) + (int((labels[1:] == labels[:-1]).sum()) if len(target) > 1 else 0)
+            worst = min(worst, int(outputs[index]) / max(1, need))
+            if int(outputs[index]) < need:
+                infeasible.append(dataset.entries[index].id)
+    if infeasible:
+        return Check(
+            "CTC output lengths",
+            "fail",
+            f"{len(infeasible)} sequences have fewer output frames than labels (+repeats), "
+            f"e.g. {infeasible[0]}",
+            "lower model.temporal_stride",
+        )
+    return Check(
+        "CTC output lengths",
+        "pass",
+        f"every sequence has enough output frames (tightest: {worst:.1f}x its labels)",
+    )
+
+
+def preflight(
+    profile: Profile, progress: Progress | None = None
+) -> tuple[list[Check], PreparedData | None]:
+    """The checks that need no training."""
+    from signconsole.models.registry import build_model
+
+    try:
+        data = prepare_data(profile, progress)
+    except (CorpusError, FeatureFileError, ValueError) as error:
+        return [Check("data", "fail", str(error), "fix the corpus or data.corpus")], None
+    checks = [
+        Check(
+            "data",
+            "pass",
+            f"{data.root}: "
+            + ", ".join(
+                f"{name} {len(ds)}"
+                for name, ds in (("train", data.train), ("dev", data.dev), ("test", data.test))
+                if ds is not None
+            ),
+        )
+    ]
+    checks += _data_files(data, progress)
+    checks += _feature_statistics(data)
+    checks.append(_vocabulary(data))
+    model = build_model(profile.model, len(data.vocabulary))
+    per_stage = model.parameters_per_stage()
+    checks.append(
+        Check(
+            "parameters",
+            "pass",
+            f"{sum(per_stage.values()) / 1e6:.2f}M: "
+            + ", ".join(f"{name} {count:,}" for name, count in per_stage.items()),
+        )
+    )
+    checks.append(_ctc_lengths(model, data))
+    pretrained = profile.model.pretrained.path
+    checks.append(
+        Check(
+            "pretrained weights",
+            "warn" if pretrained else "pass",
+            "loading pretrained weights is not implemented in this version yet"
+            if pretrained
+            else "none configured: training from scratch",
+        )
+    )
+    return checks, data
+
+
+@dataclass(frozen=True)
+class OverfitResult:
+    passed: bool
+    steps: int
+    best_error_rate: float | None
+    seconds: float
+    alarms: tuple[str, ...]
+
+
+def overfit(
+    profile: Profile, data: PreparedData, on_event: Callable[[object], None] | None = None
+) -> OverfitResult:
+    """Train on `health.overfit_samples` training sequences until they decode at 0% error."""
+    from signconsole.engine.trainer import Engine
+    from signconsole.events import AlarmRaised, EvalFinished, EventBus, Stop
+
+    count = max(1, profile.health.overfit_samples)
+    entries = sorted(data.train.entries, key=lambda e: e.id)[:count]
+    subset = SequenceDataset(
+        data.train.corpus,
+        "train",
+        data.vocabulary,
+        data.train.normalization,
+        data.stats,
+        data.train.coordinates,
+        entries=entries,
+    )
+    tiny = dataclasses.replace(data, train=subset, dev=subset, test=None)
+    training = dataclasses.replace(
+        profile.training,
+        max_steps=profile.health.overfit_max_steps,
+        max_epochs=0,
+        max_minutes=0.0,
+        eval_every=10,
+        log_every=10,
+        early_stopping=0,
+        sample_decodes=0,
+    )
+    model = dataclasses.replace(profile.model, dropout=0.0)
+    optimizer = dataclasses.replace(profile.optimizer, weight_decay=0.0)
+    schedule = dataclasses.replace(
+        profile.schedule, name="constant", warmup_steps=min(20, profile.schedule.warmup_steps)
+    )
+    data_config = dataclasses.replace(profile.data, batch_size=count)
+    test_profile = dataclasses.replace(
+        profile,
+        name=f"{profile.name}-overfit",
+        training=training,
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        data=data_config,
+    )
+    bus = EventBus()
+    alarms: list[str] = []
+    solved: list[int] = []
+
+    def watch(event) -> None:
+        if isinstance(event, AlarmRaised):
+            alarms.append(f"{event.kind}: {event.message}")
+        if isinstance(event, EvalFinished) and event.error_rate == 0.0 and not solved:
+            solved.append(event.step)
+            bus.send(Stop(reason="overfit test solved", source="doctor"))
+        if on_event is not None:
+            on_event(event)
+
+    bus.subscribe(watch)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="signconsole-doctor-") as runs:
+        result = Engine(test_profile, bus, runs_dir=runs, data=tiny).run()
+    return OverfitResult(
+        bool(solved),
+        solved[0] if solved else result.steps,
+        result.best_error_rate,
+        time.monotonic() - started,
+        tuple(alarms),
+    )
