@@ -128,7 +128,9 @@ class HealthConfig:
     grad_norm_vanish: float = 1e-3  # grad norm below this (after warmup) is an alarm
     logit_std_min: float = 0.01  # logits spread below this: output signal death (seed 000)
     collapse_similarity: float = 0.995  # mean cosine of consecutive encoder frames (seed 003)
-    blank_only_after_evals: int = 2  # blank-only decodes alarm from this evaluation on
+    blank_only_after_evals: int = (
+        4  # all-blank decodes warn from this evaluation on (and epoch 3, step 500)
+    )
     overfit_samples: int = 5  # doctor: training sequences the overfit test must learn to 0%
     overfit_max_steps: int = 600  # doctor: steps the overfit test may take before it fails
 

@@ -8,6 +8,7 @@ after a non-finite step was seen: healthy training pays nothing for it.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -130,14 +131,39 @@ class HealthMonitor:
                 force=True,
             )
 
-    def check_decodes(self, step: int, evaluation_index: int, blank_only_share: float) -> None:
-        if evaluation_index >= self.config.blank_only_after_evals and blank_only_share >= 0.99:
+    def check_decodes(
+        self,
+        step: int,
+        evaluation_index: int,
+        epoch: int,
+        blank_only_share: float,
+        emitted_share: float,
+    ) -> None:
+        """Two different failures look alike on screen ("everything decodes to blank"):
+        the model emits labels but the decoded strings are empty (the index->gloss map is
+        broken, seed 003): an error at once; or the model still emits only blank (the CTC
+        plateau, or not learning): a warning once it has lasted a while."""
+        if blank_only_share >= 0.99 and emitted_share >= 0.5:
             self.alarm(
                 step,
                 "blank_only",
                 "error",
-                f"{blank_only_share:.0%} of dev decodes are empty (blank only) after "
-                f"{evaluation_index} evaluations",
+                f"{emitted_share:.0%} of dev samples have labels on their best path but "
+                f"{blank_only_share:.0%} decode to nothing: the vocabulary's index->gloss "
+                "map loses them",
+            )
+        elif (
+            blank_only_share >= 0.99
+            and evaluation_index >= self.config.blank_only_after_evals
+            and epoch >= 3
+            and step >= 500  # the CTC plateau is normal for a while
+        ):
+            self.alarm(
+                step,
+                "blank_only",
+                "warning",
+                f"every dev decode is blank after {evaluation_index} evaluations "
+                f"({epoch} epochs): the model has not left the CTC plateau",
             )
 
 
@@ -187,7 +213,9 @@ def first_nonfinite_module(
         handles.append(module.register_forward_hook(forward_hook))
         handles.append(module.register_full_backward_hook(backward_hook))
     try:
-        run_forward_backward()
+        with warnings.catch_warnings():  # hooks on modules whose inputs need no grad: expected
+            warnings.simplefilter("ignore", UserWarning)
+            run_forward_backward()
     except Exception:  # noqa: BLE001 - diagnosis must never kill the run
         pass
     finally:

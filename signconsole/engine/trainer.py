@@ -194,6 +194,10 @@ class Engine:
             for name in self.control.initially_frozen:
                 self.control.set_trainable(name, False)
         self.recorder = RunRecorder(self.run_dir)
+        if self.resume_dir is not None:
+            # Rows the interrupted process wrote after its last checkpoint describe steps that
+            # are about to be trained again: drop them so every step has one value.
+            self.recorder.db.forget_after(self.step)
         self.bus.subscribe(self.recorder)
         self.bus.publish(
             RunStarted(
@@ -333,7 +337,12 @@ class Engine:
                 self._set_trainable(name, True, "schedule")
             self.sampler.set_epoch(self.epoch)
             batches = self.sampler.batches()[self.batch_in_epoch :]
-            loader = DataLoader(self.data.train, batch_sampler=batches, **loader_kwargs)
+            # Its own generator: a DataLoader iterator otherwise draws from the global RNG, and a
+            # resumed run (one extra loader) would then get different dropout masks.
+            generator = torch.Generator().manual_seed(training.seed * 7919 + self.epoch)
+            loader = DataLoader(
+                self.data.train, batch_sampler=batches, generator=generator, **loader_kwargs
+            )
             accumulated = 0
             self.model.train()
             self.control.apply_modes(True)
@@ -411,7 +420,8 @@ class Engine:
         )
         per_sample = ctc / batch.target_lengths.to(ctc.device).clamp(min=1)
         mask = feasible.to(ctc.device)
-        loss = (per_sample * mask).sum() / mask.sum().clamp(min=1)
+        # where(), not a product: an infeasible sample's loss is inf, and inf * 0 is NaN.
+        loss = torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
         return loss, {"ctc": loss.detach()}, output
 
     def _autocast(self):
@@ -447,6 +457,9 @@ class Engine:
         self.step += 1
         if log_now:
             self._log(float(total_norm), stage_norms)
+        every = training.checkpoint_every
+        if every and self.step % every == 0:
+            self._checkpoint("last")
 
     def _stage_grad_norms(self) -> dict[str, float]:
         norms = {}
@@ -537,6 +550,7 @@ class Engine:
         was_training = self.model.training
         self.model.eval()
         beam_width = self.profile.training.beam_width
+        emitted = 0  # samples whose best path has any label (before the vocabulary)
         total_loss, total_count = 0.0, 0
         references, hypotheses, decoded_samples = [], [], []
         sampler = BucketBatchSampler(dataset.lengths(), self.profile.data.batch_size, shuffle=False)
@@ -554,6 +568,7 @@ class Engine:
             greedy = greedy_decode(log_probs, output.lengths)
             for row, sample_id in enumerate(batch.ids):
                 reference = list(by_id[sample_id].glosses)
+                emitted += bool(greedy[row])
                 hypothesis = clean(self.vocabulary.decode(greedy[row]))
                 references.append(reference)
                 hypotheses.append(hypothesis)
@@ -579,6 +594,7 @@ class Engine:
             self.control.apply_modes(True)
         counts = error_counts(references, hypotheses)
         blank_only = sum(1 for h in hypotheses if not h) / max(1, len(hypotheses))
+        self.last_emitted = emitted / max(1, len(hypotheses))
         return total_loss / max(1, total_count), counts, decoded_samples, blank_only
 
     def _evaluate(self) -> None:
@@ -616,7 +632,9 @@ class Engine:
                 blank_only=blank_only,
             )
         )
-        self.health.check_decodes(self.step, self.evaluations, blank_only)
+        self.health.check_decodes(
+            self.step, self.evaluations, self.epoch, blank_only, self.last_emitted
+        )
         self._checkpoint("last")
         if is_best:
             self._checkpoint("best")

@@ -96,6 +96,12 @@ class RunDatabase:
         if time.monotonic() - self._last_flush >= seconds:
             self.flush()
 
+    def forget_after(self, step: int) -> None:
+        """Delete measurements after `step` (a resume from a checkpoint at `step`)."""
+        for table in ("metrics", "evals", "decodes", "alarms"):
+            self.connection.execute(f"DELETE FROM {table} WHERE step > ?", (step,))
+        self.connection.commit()
+
     def pending_commands(self) -> list[tuple[int, dict]]:
         """Commands queued by other processes (attach), not yet applied."""
         rows = self.connection.execute(

@@ -1,0 +1,272 @@
+"""Every seed failure reproduced for real (real model, real pose data) raises the right alarm, and
+a healthy run raises none. Models are broken the way the seeds broke theirs, by wrapping the real
+model the engine builds; data is broken the way the seeds' pipelines broke it."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from signconsole.data.corpus import annotation_path
+from signconsole.data.dataset import SequenceDataset
+from signconsole.data.prepare import prepare_data
+from signconsole.data.vocabulary import Vocabulary
+from signconsole.engine import trainer as trainer_module
+from signconsole.engine.doctor import preflight
+from signconsole.events import AlarmRaised, StateChanged, Stop
+from signconsole.models.base import ModelOutput
+from signconsole.models.registry import build_model as real_build_model
+
+
+def broken_model(monkeypatch, forward):
+    """Make the engine build the real model with `forward(model, features, lengths)` instead."""
+
+    def build(config, vocab_size):
+        model = real_build_model(config, vocab_size)
+        original = type(model).forward
+        model.forward = types.MethodType(
+            lambda self, features, lengths: forward(self, original(self, features, lengths)), model
+        )
+        return model
+
+    monkeypatch.setattr(trainer_module, "build_model", build)
+
+
+def kinds(trained) -> list[str]:
+    return [event.kind for event in trained.of(AlarmRaised)]
+
+
+def stop_when_paused(event, engine) -> None:
+    if isinstance(event, StateChanged) and event.state == "paused":
+        engine.bus.send(Stop(reason="test: stop the paused run"))
+
+
+# ----------------------------------------------------------------------------- the seeds
+
+
+def test_global_average_pool_over_time_is_a_sequence_collapse(monkeypatch, small_profile, train):
+    """Seed 003: AdaptiveAvgPool1d(1) then expand: every output frame identical."""
+
+    def pooled(self, out: ModelOutput) -> ModelOutput:
+        frames = torch.arange(out.encoder.shape[1], device=out.lengths.device)
+        mask = (frames[None] < out.lengths[:, None]).to(out.encoder.dtype)[..., None]
+        mean = (out.encoder * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True)
+        encoder = mean.expand_as(out.encoder)
+        return ModelOutput(self.classifier(encoder), out.lengths, encoder)
+
+    broken_model(monkeypatch, pooled)
+    trained = train(small_profile("training.max_steps=6"))
+    alarms = trained.of(AlarmRaised, kind="sequence_collapse")
+    assert alarms and alarms[0].severity == "error"
+    assert "cosine similarity 1.0000" in alarms[0].message
+
+
+def test_log_softmax_in_the_model_is_caught_at_the_first_step(monkeypatch, small_profile, train):
+    """Seeds 000/001: the model returns log-probabilities and the loss applies log_softmax again."""
+    broken_model(monkeypatch, lambda self, out: out._replace(logits=out.logits.log_softmax(-1)))
+    trained = train(small_profile("training.max_steps=3"))
+    [alarm] = trained.of(AlarmRaised, kind="log_probs_output")
+    assert alarm.step == 1 and alarm.stage == "classifier"
+
+
+def test_raw_logits_get_log_softmax_exactly_once(small_profile, small_data) -> None:
+    """The missing-log_softmax half of seed 001 cannot happen: the engine's loss normalizes raw
+    logits itself, and its CTC value equals PyTorch's on explicitly normalized inputs."""
+    from signconsole.data.dataset import collate
+
+    engine = trainer_module.Engine(small_profile(), trainer_module.EventBus(), data=small_data)
+    engine.device = torch.device("cpu")
+    engine.model = real_build_model(engine.profile.model, len(small_data.vocabulary))
+    engine.profile = small_profile()
+    batch = collate([small_data.train[i] for i in range(4)])
+    loss, _, output = engine._loss(batch)
+    log_probs = output.logits.log_softmax(-1).transpose(0, 1)
+    expected = torch.nn.functional.ctc_loss(
+        log_probs, batch.targets, output.lengths, batch.target_lengths, reduction="mean"
+    )
+    torch.testing.assert_close(loss, expected)
+
+
+def test_double_normalization_is_named_before_training(
+    tmp_path: Path, small_profile, small_data, train
+) -> None:
+    """Seed 002: features standardized in the dataset are standardized again."""
+    root = tmp_path / "standardized"
+    for split, dataset in (
+        ("train", small_data.train),
+        ("dev", small_data.dev),
+        ("test", small_data.test),
+    ):
+        folder = root / "features" / split
+        folder.mkdir(parents=True)
+        for index, entry in enumerate(dataset.entries):
+            # What the seeds' MediaPipeFeatureDataset stored: already-normalized [T, 6516].
+            np.save(folder / f"{entry.id}.npy", dataset[index].features.numpy())
+        target = annotation_path(root, split)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(annotation_path(small_data.root, split).read_text())
+    profile = small_profile(f"data.corpus={str(root)!r}", "training.max_steps=2")
+    assert profile.data.normalization == "corpus_stats"
+    data = prepare_data(profile)
+    checks, _ = preflight(profile)
+    [check] = [c for c in checks if c.name == "normalization"]
+    assert check.status == "fail" and "already standardized" in check.detail
+
+    bus = trainer_module.EventBus()
+    seen: list = []
+    bus.subscribe(seen.append)
+    trainer_module.Engine(profile, bus, runs_dir=tmp_path / "runs", data=data).run()
+    [alarm] = [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "double_normalization"]
+    assert alarm.step == 0 and "normalizes them again" in alarm.message
+    # The same data declared as already normalized trains without the alarm.
+    clean = small_profile(
+        f"data.corpus={str(root)!r}", "data.normalization=none", "training.max_steps=2"
+    )
+    assert "double_normalization" not in [c.name for c in preflight(clean)[0] if c.status == "fail"]
+
+
+class EmptyIndexToWord(Vocabulary):
+    """Seed 003's Vocabulary: word2idx filled, idx2word never updated."""
+
+    def decode(self, ids):
+        index_to_word: dict[int, str] = {}  # never filled
+        return [index_to_word[i] for i in ids if i in index_to_word]
+
+
+@pytest.mark.slow
+def test_empty_index_to_word_map_is_caught(small_profile, small_data, runs_dir) -> None:
+    broken = EmptyIndexToWord(small_data.vocabulary.tokens)
+    data = dataclasses.replace(small_data, vocabulary=broken)
+    # The doctor's round trip catches it without training ...
+    from signconsole.engine.doctor import _vocabulary
+
+    check = _vocabulary(data)
+    assert check.status == "fail" and "encode->decode" in check.detail
+    # ... and training shows it as soon as the model emits labels that decode to nothing.
+    # Long enough for this small model to leave the CTC plateau and emit letters (~step 125).
+    profile = small_profile(
+        "training.max_steps=200",
+        "training.max_epochs=1000",
+        "training.eval_every=25",
+        "optimizer.learning_rate=3e-3",
+    )
+    bus = trainer_module.EventBus()
+    seen: list = []
+    bus.subscribe(seen.append)
+    trainer_module.Engine(profile, bus, runs_dir=runs_dir, data=data).run()
+    alarms = [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "blank_only"]
+    assert alarms and {a.severity for a in alarms} == {"error"}  # no plateau warning first
+    assert "index->gloss" in alarms[0].message
+
+
+def test_a_nan_batch_is_skipped_named_and_weights_stay_finite(
+    small_profile, small_data, runs_dir
+) -> None:
+    """Seed 002's symptom: NaN reaches the model. The step is skipped, the module and batch named."""
+    poisoned_id = small_data.train.entries[3].id
+
+    class Poisoned(SequenceDataset):
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            if item.id == poisoned_id:
+                item.features = item.features.clone()
+                item.features[2, 5] = math.nan
+            return item
+
+    train_split = copy.copy(small_data.train)
+    train_split.__class__ = Poisoned
+    data = dataclasses.replace(small_data, train=train_split)
+    bus = trainer_module.EventBus()
+    seen: list = []
+    bus.subscribe(seen.append)
+    profile = small_profile("training.max_steps=6", "health.nonfinite_pause_after=0")
+    engine = trainer_module.Engine(profile, bus, runs_dir=runs_dir, data=data)
+    engine.run()
+    alarms = [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "nonfinite"]
+    assert alarms, "a NaN batch must raise the nonfinite alarm"
+    assert all(poisoned_id in alarm.batch_ids for alarm in alarms)
+    assert alarms[0].stage.startswith("fusion"), alarms[0].message  # first module to see NaN
+    assert "step skipped" in alarms[0].message
+    assert all(torch.isfinite(p).all() for p in engine.model.parameters())
+
+
+def test_an_exploding_learning_rate_alarms_and_pauses(small_profile, train) -> None:
+    profile = small_profile(
+        "optimizer.learning_rate=1e4",
+        "optimizer.grad_clip=0.0",
+        "optimizer.name=sgd",
+        "optimizer.momentum=0.0",
+        "training.max_steps=40",
+        "health.nonfinite_pause_after=2",
+    )
+    trained = train(profile, stop_when_paused)
+    found = set(kinds(trained))
+    assert found & {"grad_explode", "nonfinite"}, found
+    assert all(torch.isfinite(p).all() for p in trained.engine.model.parameters())
+    if "nonfinite" in found:  # repeated non-finite steps pause the run instead of burning time
+        assert trained.of(StateChanged, state="paused")
+
+
+def test_ctc_infeasible_sequences_are_reported(small_profile, small_data, runs_dir) -> None:
+    """More labels than output frames (20x the letters in the same frames): reported with ids and
+    left out of the loss, which stays finite, instead of silently zeroed."""
+    train_split = copy.copy(small_data.train)
+    train_split.targets = [t * 20 if i % 2 else t for i, t in enumerate(train_split.targets)]
+    data = dataclasses.replace(small_data, train=train_split)
+    bus = trainer_module.EventBus()
+    seen: list = []
+    bus.subscribe(seen.append)
+    trainer_module.Engine(
+        small_profile("training.max_steps=3"), bus, runs_dir=runs_dir, data=data
+    ).run()
+    [alarm] = [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "ctc_infeasible"]
+    assert alarm.batch_ids[0] == small_data.train.entries[1].id
+    assert f"{len(train_split.targets) // 2} sequences" in alarm.message
+    from signconsole.events import StepLogged
+
+    assert all(math.isfinite(e.loss) for e in seen if isinstance(e, StepLogged))
+
+
+def test_doctor_flags_ctc_infeasible_lengths(small_profile, small_data) -> None:
+    from signconsole.engine.doctor import _ctc_lengths
+
+    model = real_build_model(small_profile().model, len(small_data.vocabulary))
+    assert _ctc_lengths(model, small_data).status == "pass"
+    long_targets = copy.copy(small_data)
+    train_split = copy.copy(small_data.train)
+    train_split.targets = [
+        t * 20 for t in train_split.targets
+    ]  # 20x the letters in the same frames
+    long_targets.train = train_split
+    check = _ctc_lengths(model, long_targets)
+    assert check.status == "fail" and "fewer output frames" in check.detail
+
+
+# ------------------------------------------------------------------------ no false alarms
+
+
+@pytest.mark.slow
+def test_a_healthy_demo_student_run_raises_no_alarm(small_profile, train) -> None:
+    profile = small_profile(
+        "model.architecture=mobilenet_student",
+        "model.hidden=128",
+        "model.fusion_dim=32",
+        "model.width_multiplier=0.25",
+        "training.max_steps=160",
+        "training.max_epochs=1000",
+        "training.eval_every=40",
+        "training.log_every=5",
+        "schedule.name=cosine",
+        "schedule.warmup_steps=20",
+        "optimizer.learning_rate=2e-3",
+    )
+    trained = train(profile)
+    assert trained.of(AlarmRaised) == [], [(a.kind, a.message) for a in trained.of(AlarmRaised)]
+    assert trained.result.best_error_rate < 1.0
