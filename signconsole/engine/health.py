@@ -97,6 +97,19 @@ class HealthMonitor:
                 "warning",
                 f"gradient norm {total:.2e} < {self.config.grad_norm_vanish:g}",
             )
+        elif step > self.warmup_steps and total > 100 * self.config.grad_norm_vanish:
+            # One trainable stage starved while the rest learns: seed 000's normalization under
+            # no_grad, a detach, or a layer that squashes its input.
+            for stage, norm in per_stage.items():
+                if norm < self.config.grad_norm_vanish * 1e-2:
+                    self.alarm(
+                        step,
+                        "grad_vanish",
+                        "warning",
+                        f"stage {stage} gets gradient norm {norm:.1e} while the total is "
+                        f"{total:.2g}: almost nothing reaches it",
+                        stage,
+                    )
 
     def check_logits(self, step: int, logit_std: float) -> None:
         if math.isfinite(logit_std) and logit_std < self.config.logit_std_min:

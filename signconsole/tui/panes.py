@@ -72,7 +72,11 @@ class ChartPane(Widget):
         titles = {
             "loss": "loss  [cyan]train[/] [magenta]dev[/]",
             "error": f"dev {view.rate_name}",
-            "grad": "grad norm (log)  [yellow]total[/]",
+            "grad": "grad norm (log)  [bold]total[/] "
+            + " ".join(
+                f"[{STAGE_COLOURS[i % len(STAGE_COLOURS)]}]{stage}[/]"
+                for i, stage in enumerate(view.stages)
+            ),
             "lr": "learning rate (log)",
         }
         self.border_title = titles[self.kind]
@@ -99,7 +103,11 @@ class ChartPane(Widget):
         if self.kind == "error":
             return line("dev/error_rate", "magenta"), {"percent": True, "y_min": 0.0}
         if self.kind == "grad":
-            return line("grad_norm/total", "yellow"), {"log_y": True}
+            stages = [
+                line(f"grad_norm/{stage}", STAGE_COLOURS[i % len(STAGE_COLOURS)])
+                for i, stage in enumerate(self.view.stages)
+            ]
+            return [*sum(stages, []), *line("grad_norm/total", "bold white")], {"log_y": True}
         return line("lr", "green"), {"log_y": True}
 
     def render(self) -> Text:

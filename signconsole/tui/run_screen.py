@@ -52,6 +52,7 @@ class RunScreen(Screen):
         self.view = RunView()
         self._last_chart_draw = 0.0
         self._reported_error = False
+        self._pane_error = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -99,7 +100,17 @@ class RunScreen(Screen):
             self.notify(self.host.error, title="run failed", severity="error", timeout=30)
         if not events and not self._reported_error:
             return
-        self.refresh_panes()
+        try:
+            self.refresh_panes()
+        except Exception as error:  # noqa: BLE001 - a pane bug must not take the run down
+            if not self._pane_error:
+                self._pane_error = True
+                self.notify(
+                    f"a pane failed to draw: {error!r}; training continues",
+                    title="display error",
+                    severity="error",
+                    timeout=30,
+                )
 
     def refresh_panes(self, force_charts: bool = False) -> None:
         self.query_one("#status", Static).update(status_text(self.view, self.size.width))
