@@ -40,6 +40,7 @@ class HeadlessReporter:
         self.total = 0
         self.best: float | None = None
         self.last_eval = ""
+        self.last_step_status = ""
         self.progress: Progress | None = None
         self.task = None
         self.finished: RunFinished | None = None
@@ -69,10 +70,11 @@ class HeadlessReporter:
                     "epoch 0", total=event.total_steps or None, completed=event.step, status=""
                 )
         elif isinstance(event, StepLogged):
-            status = (
+            self.last_step_status = (
                 f"loss {event.loss:.4f}  lr {event.lr:.2e}  |g| {event.grad_norm:.3g}  "
-                f"{event.frames_per_second:,.0f} frames/s{self.last_eval}"
+                f"{event.frames_per_second:,.0f} frames/s"
             )
+            status = self.last_step_status + self.last_eval
             if self.progress is not None:
                 self.progress.update(
                     self.task,
@@ -95,6 +97,8 @@ class HeadlessReporter:
             if self.best is None or event.error_rate < self.best:
                 self.best = event.error_rate
             self.last_eval = f"  dev {name} {event.error_rate:.1%} (best {self.best:.1%})"
+            if self.progress is not None:  # the bar shows the newest evaluation at once
+                self.progress.update(self.task, status=self.last_step_status + self.last_eval)
             self._print(
                 f"eval step {event.step}: dev loss {event.loss:.4f}  {name} "
                 f"{event.error_rate:.2%}  (S {event.substitutions} D {event.deletions} "
@@ -104,7 +108,7 @@ class HeadlessReporter:
             for sample in event.samples[:2]:
                 self._print(
                     f"    {sample.id}: ref {' '.join(sample.reference)!s:30} "
-                    f"hyp {' '.join(sample.beam)}"
+                    f"hyp {' '.join(sample.beam) or '(empty)'}"
                 )
         elif isinstance(event, AlarmRaised):
             colour = "red" if event.severity == "error" else "yellow"
