@@ -1,0 +1,418 @@
+"""Engine overhead: the real training engine against a bare PyTorch loop, same model, same batches.
+
+    python benchmarks/engine_overhead.py [--model student|bilstm] [--steps N] [--rounds R]
+
+Two paths train identically initialised copies of one model on the same pre-collated batches,
+interleaved in one process (round r runs A then B, round r+1 runs B then A, after a warm-up round
+that is not counted), so machine noise and warm caches hit both alike:
+
+  bare    model(features, lengths) -> logits.float().log_softmax(-1) -> F.ctc_loss(reduction
+          "none") / target_lengths, mean -> backward -> clip_grad_norm_(1.0) -> AdamW step ->
+          zero_grad. Nothing else.
+  engine  the real `Engine` after `setup()`: the event bus with the SQLite run store (RunRecorder)
+          and one more sink subscribed, health checks, command polling, LR schedule, logging
+          every `training.log_every` steps. Per step it runs exactly what `Engine._train` runs
+          per batch: `_boundary`, `_forward_backward`, `_optimizer_step`, `_eval_due`
+          (evaluation is disabled: `training.eval_every` is huge).
+
+The ratio engine/bare of steps per second (the median of the per-round ratios) is the engine's
+per-step overhead; the target is 0.98 or better. Data loading is not in either path. `--mallopt`
+pins glibc malloc's thresholds, which removes most of the run-to-run noise (see README.md). A last, separate measurement
+runs the whole `Engine.run()` (its own DataLoader, collate, setup and final checkpoint included)
+for `--run-steps` steps, so users see what they get end to end.
+
+Numbers only: nothing here is asserted, and nothing runs it in the tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before torch is imported, as the CLI does: spinning OpenMP threads fight everything else on a
+# small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import dataclasses  # noqa: E402
+import math  # noqa: E402
+import pstats  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from signconsole.data.dataset import Batch, BucketBatchSampler, collate  # noqa: E402
+from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
+from signconsole.engine.trainer import Engine  # noqa: E402
+from signconsole.events import Event, EventBus, StepLogged  # noqa: E402
+from signconsole.models.registry import build_model  # noqa: E402
+from signconsole.profile import load_profile  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = ROOT / "profiles" / "demo-student.toml"
+MODELS = {
+    "student": [],  # demo-student as shipped
+    "bilstm": ["model.architecture=bilstm", "model.hidden=128", "model.fusion_dim=32"],
+}
+# Per path per round: about 5 s each on a 2-core CPU, so 10 rounds take about 2 minutes.
+DEFAULT_STEPS = {"student": 20, "bilstm": 50}
+DEFAULT_RUN_STEPS = {"student": 120, "bilstm": 300}  # the full Engine.run(): 30-60 s
+# Evaluation off (never due), no wall-clock budget; the rest of the profile as shipped.
+COMMON = ["training.eval_every=1000000000", "training.max_minutes=0"]
+
+
+@dataclass
+class ConsoleSink:
+    """Stands in for the live console: keeps the latest metrics, counts what it saw."""
+
+    events: int = 0
+    last_step: StepLogged | None = None
+    logged: list[tuple[int, float, float]] = field(default_factory=list)  # step, time, frames/s
+
+    def __call__(self, event: Event) -> None:
+        self.events += 1
+        if isinstance(event, StepLogged):
+            self.last_step = event
+            self.logged.append((event.step, event.time, event.frames_per_second))
+
+
+# ------------------------------------------------------------------------------------- paths
+class BarePath:
+    name = "bare"
+
+    def __init__(self, model: torch.nn.Module, profile) -> None:
+        config = profile.optimizer
+        self.model = model
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(),
+            lr=config.learning_rate,
+            betas=config.betas,
+            weight_decay=config.weight_decay,
+        )
+        model.train()
+
+    def step(self, batch: Batch) -> None:
+        output = self.model(batch.features, batch.lengths)
+        log_probs = output.logits.float().log_softmax(-1)
+        ctc = F.ctc_loss(
+            log_probs.transpose(0, 1),
+            batch.targets,
+            output.lengths,
+            batch.target_lengths,
+            blank=0,
+            reduction="none",
+        )
+        loss = (ctc / batch.target_lengths.clamp(min=1)).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class EnginePath:
+    """The per-batch body of `Engine._train`, on an engine that went through `setup()`."""
+
+    name = "engine"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        training = engine.profile.training
+        self.scale = 1.0 / training.grad_accumulation
+        assert training.grad_accumulation == 1, "the benchmark steps once per batch"
+        # What `Engine.run()` / `Engine._train()` do before the first batch.
+        engine._set_state("running")
+        engine._window_start, engine._window_frames = time.monotonic(), 0
+        engine._losses = []
+        engine._skipped = 0
+        engine._last_db_poll = 0.0
+        engine.model.train()
+        engine.control.apply_modes(True)
+        self.deadline = (
+            time.monotonic() + training.max_minutes * 60 if training.max_minutes else math.inf
+        )
+
+    def step(self, batch: Batch) -> None:
+        engine = self.engine
+        if engine._boundary(self.deadline):
+            raise RuntimeError("the engine stopped (state or time budget)")
+        engine._forward_backward(batch, scale=self.scale)
+        engine.batch_in_epoch += 1
+        engine._optimizer_step(batch)
+        if engine._eval_due():
+            raise RuntimeError("evaluation came due: training.eval_every should be huge")
+
+
+@dataclass
+class Timing:
+    wall: float  # seconds
+    cpu: float  # CPU seconds of this process, all threads (less hit by other jobs than wall)
+    frames: int  # real (unpadded) frames trained on
+    steps: int
+    faults: int  # minor page faults (fresh memory touched: mostly large tensors from mmap)
+
+
+def timed(path, batches: list[Batch], order: list[int]) -> Timing:
+    """One pass of `path` over `batches` in `order`."""
+    frames = 0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    cpu, start = time.process_time(), time.perf_counter()
+    for index in order:
+        path.step(batches[index])
+        frames += batches[index].frames
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return Timing(wall, cpu, frames, len(order), faults)
+
+
+def pin_malloc_thresholds() -> None:
+    """glibc malloc: fixed mmap threshold (its 32 MiB maximum) and no trimming of the heap.
+
+    By default glibc serves large blocks with mmap and adapts the threshold as blocks are freed,
+    so whether a step's 1-32 MiB activations come from reused heap memory or from fresh pages
+    (a page fault per 4 KiB) depends on the allocation history: the same loop flips between
+    about 1,000 and 30,000 page faults a step. Pinning the thresholds keeps freed memory for
+    reuse."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    if not (
+        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024) and libc.mallopt(m_trim_threshold, 1 << 30)
+    ):
+        raise SystemExit("mallopt failed (not glibc?)")
+
+
+# ------------------------------------------------------------------------------------ setup
+def load(model: str, extra: list[str]):
+    profile = load_profile(PROFILE, [*MODELS[model], *COMMON, *extra])
+    data = prepare_data(profile)
+    return profile, data
+
+
+def collate_batches(profile, data: PreparedData, count: int) -> list[Batch]:
+    """`count` batches as the engine's sampler draws them (shuffled epochs after the sorted
+    first one), collated once: both paths step on exactly these tensors."""
+    sampler = BucketBatchSampler(
+        data.train.lengths(),
+        profile.data.batch_size,
+        profile.data.bucket_width,
+        shuffle=True,
+        seed=profile.training.seed,
+        sorted_first_epoch=True,
+    )
+    indices: list[list[int]] = []
+    epoch = 1
+    while len(indices) < count:
+        sampler.set_epoch(epoch)
+        indices.extend(sampler.batches())
+        epoch += 1
+    return [collate([data.train[i] for i in batch]) for batch in indices[:count]]
+
+
+def data_loading_seconds(data: PreparedData, batches: list[Batch]) -> float:
+    """Seconds per batch to build the pool's batches again from the dataset (what the engine's
+    DataLoader does in the training thread with data.num_workers = 0): features derived from the
+    cached landmarks, normalized, padded."""
+    index = {entry.id: i for i, entry in enumerate(data.train.entries)}
+    start = time.perf_counter()
+    for batch in batches:
+        collate([data.train[index[sample_id]] for sample_id in batch.ids])
+    return (time.perf_counter() - start) / len(batches)
+
+
+def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[str, float]:
+    """The whole `Engine.run()` for `steps` steps: DataLoader and collate included."""
+    profile = dataclasses.replace(
+        profile, training=dataclasses.replace(profile.training, max_steps=steps)
+    )
+    bus = EventBus()
+    sink = ConsoleSink()
+    bus.subscribe(sink)
+    start = time.perf_counter()
+    result = Engine(profile, bus, runs_dir=runs_dir, data=data).run()
+    wall = time.perf_counter() - start
+    # Steady state: between the first and the last StepLogged (setup and the final checkpoint
+    # left out), from the events' own timestamps.
+    (first_step, first_time, _), (last_step, last_time, _) = sink.logged[0], sink.logged[-1]
+    steady = (last_step - first_step) / max(last_time - first_time, 1e-9)
+    # The engine's own frames/s (StepLogged.frames_per_second, per log window), first window out.
+    steady_fps = statistics.median(fps for _, _, fps in sink.logged[1:])
+    return {
+        "steps": result.steps,
+        "wall": wall,
+        "overall": result.steps / wall,
+        "steady": steady,
+        "steady_fps": steady_fps,
+        "events": sink.events,
+        "sink_errors": len(bus.sink_errors),
+    }
+
+
+def profile_engine(engine_path: EnginePath, batches, order, top: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    timed(engine_path, batches, order)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    print(f"\ncProfile of the engine path, {len(order)} steps (cumulative, top {top}):")
+    stats.sort_stats("cumulative").print_stats(top)
+    print(f"cProfile of the engine path (own time, top {top}):")
+    stats.sort_stats("tottime").print_stats(top)
+
+
+# ------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="student")
+    parser.add_argument("--steps", type=int, help="steps per path per round (default per model)")
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds (plus a warm-up)")
+    parser.add_argument(
+        "--batches", type=int, default=38, help="pre-collated batches (38 = one epoch)"
+    )
+    parser.add_argument(
+        "--run-steps", type=int, help="steps of the full Engine.run() (default per model); 0 = skip"
+    )
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--profile-steps", type=int, default=0, help="then cProfile the engine path this long"
+    )
+    parser.add_argument(
+        "--mallopt",
+        action="store_true",
+        help="pin glibc malloc's mmap/trim thresholds (steadier; the CLI does not do this)",
+    )
+    args = parser.parse_args(argv)
+    if args.mallopt:
+        pin_malloc_thresholds()
+    steps = args.steps or DEFAULT_STEPS[args.model]
+    run_steps = DEFAULT_RUN_STEPS[args.model] if args.run_steps is None else args.run_steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    load_average = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    print(
+        f"engine overhead: model={args.model} steps/round={steps} rounds={args.rounds} "
+        f"batches={args.batches} malloc={'pinned' if args.mallopt else 'glibc default'}"
+    )
+    print(
+        f"torch {torch.__version__}  threads={torch.get_num_threads()}  "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}  cpus={os.cpu_count()}  "
+        f"load average at start={' '.join(f'{x:.2f}' for x in load_average)}"
+    )
+    profile, data = load(args.model, args.overrides)
+    batches = collate_batches(profile, data, args.batches)
+    frames_per_batch = statistics.mean(b.frames for b in batches)
+    loading = data_loading_seconds(data, batches)
+    print(
+        f"data: {len(data.train)} train sequences, {len(batches)} batches of "
+        f"{profile.data.batch_size}, {frames_per_batch:.0f} frames a batch on average; "
+        f"loading a batch (dataset + collate, main thread) {loading * 1e3:.1f} ms"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="engine-overhead-") as tmp:
+        bus = EventBus()
+        sink = ConsoleSink()
+        bus.subscribe(sink)
+        engine = Engine(profile, bus, runs_dir=Path(tmp), data=data)
+        engine.setup()  # seeds, builds the model, subscribes the RunRecorder
+        bare_model = build_model(profile.model, len(data.vocabulary))
+        bare_model.load_state_dict(engine.model.state_dict())  # identical initial weights
+        parameters = sum(p.numel() for p in bare_model.parameters())
+        print(f"model: {profile.model.architecture}, {parameters / 1e6:.2f}M parameters")
+        paths = [BarePath(bare_model, profile), EnginePath(engine)]
+
+        def order(round_index: int) -> list[int]:
+            start = round_index * steps
+            return [(start + i) % len(batches) for i in range(steps)]
+
+        warm = order(0)[: max(10, steps // 4)]
+        for path in paths:
+            timed(path, batches, warm)
+        results: dict[str, list[Timing]] = {p.name: [] for p in paths}
+        for round_index in range(args.rounds):
+            # Round-robin, the first path alternating: A B, B A, A B, ...
+            sequence = paths if round_index % 2 == 0 else paths[::-1]
+            for path in sequence:
+                results[path.name].append(timed(path, batches, order(round_index + 1)))
+            bare, eng = results["bare"][-1], results["engine"][-1]
+            print(
+                f"  round {round_index + 1:2d}: bare {steps / bare.wall:6.2f} steps/s "
+                f"({bare.cpu / steps * 1e3:6.1f} CPU ms/step)   engine "
+                f"{steps / eng.wall:6.2f} steps/s ({eng.cpu / steps * 1e3:6.1f} CPU ms/step)   "
+                f"ratio {bare.wall / eng.wall:.3f} (CPU {bare.cpu / eng.cpu:.3f})   page faults/step "
+                f"{bare.faults // steps}/{eng.faults // steps}"
+            )
+        if args.profile_steps:
+            profile_order = [i % len(batches) for i in range(args.profile_steps)]
+            profile_engine(paths[1], batches, profile_order, 30)
+        engine._close()
+        recorded = sink.events
+        full = full_run(profile, data, run_steps, Path(tmp) / "full") if run_steps > 0 else None
+
+    def median(name: str, value) -> float:
+        return statistics.median(value(t) for t in results[name])
+
+    def per_round(value) -> list[float]:
+        """bare/engine per round (both ran back to back): steadier than a ratio of medians
+        when the machine's speed drifts between rounds."""
+        pairs = zip(results["bare"], results["engine"], strict=True)
+        return [value(b) / value(e) for b, e in pairs]
+
+    wall_ratios = per_round(lambda t: t.wall)
+    cpu_ratios = per_round(lambda t: t.cpu)
+    ratio, cpu_ratio = statistics.median(wall_ratios), statistics.median(cpu_ratios)
+    rates = {name: median(name, lambda t: t.steps / t.wall) for name in results}
+    best = {name: max(t.steps / t.wall for t in results[name]) for name in results}
+    frame_rates = {name: median(name, lambda t: t.frames / t.wall) for name in results}
+    cpu_ms = {name: median(name, lambda t: t.cpu / t.steps * 1e3) for name in results}
+    faults = {name: median(name, lambda t: t.faults / t.steps) for name in results}
+
+    print()
+    header = (
+        f"{'path':<22}{'steps/s':>9}{'best':>8}{'frames/s':>10}{'CPU ms/step':>13}"
+        f"{'faults/step':>13}{'ratio':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for label, name, value in (("bare loop", "bare", 1.0), ("engine step", "engine", ratio)):
+        print(
+            f"{label:<22}{rates[name]:>9.2f}{best[name]:>8.2f}{frame_rates[name]:>10.0f}"
+            f"{cpu_ms[name]:>13.1f}{faults[name]:>13.0f}{value:>8.3f}"
+        )
+    if full is not None:
+        for label, rate, fps in (
+            ("engine.run() steady", full["steady"], f"{full['steady_fps']:.0f}"),
+            ("engine.run() overall", full["overall"], ""),
+        ):
+            print(f"{label:<22}{rate:>9.2f}{'':>8}{fps:>10}{'':>26}{rate / rates['bare']:>8.3f}")
+    print()
+    print(
+        f"ratio engine/bare = {ratio:.3f} wall (median of {len(wall_ratios)} per-round ratios, "
+        f"min {min(wall_ratios):.3f}, max {max(wall_ratios):.3f}); "
+        f"{cpu_ratio:.3f} CPU time (min {min(cpu_ratios):.3f}, max {max(cpu_ratios):.3f}); "
+        f"target >= 0.98: {'met' if ratio >= 0.98 else 'NOT met'}"
+    )
+    print(f"events seen by the extra sink during the A/B rounds: {recorded}")
+    if full is not None:
+        print(
+            f"engine.run(): {full['steps']} steps in {full['wall']:.1f} s wall (setup, data "
+            "checks, DataLoader, final checkpoint included); steady = between the first and "
+            "last StepLogged, frames/s = the engine's own StepLogged.frames_per_second (median); "
+            f"{full['events']} events; run ratios are against the bare loop's median"
+        )
+    load_average = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in load_average)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
