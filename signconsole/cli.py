@@ -124,11 +124,9 @@ def _not_implemented(what: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
+    from signconsole.runtime import tune_process
 
-    # Before torch is imported: with the default OpenMP wait policy, 2 intra-op threads on a busy
-    # 2-core machine ran several times slower than 1 (spinning threads fight the UI and others).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tune_process()  # before torch is imported: OpenMP wait policy, malloc thresholds
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         args = _console_parser().parse_args(argv)  # `signconsole [PROFILE.toml] [--set ...]`

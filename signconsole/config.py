@@ -41,6 +41,9 @@ class DataConfig:
     bucket_width: int = 8  # frames per length bucket for batching
     num_workers: int = 0  # DataLoader worker processes
     wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
+    augment: bool = False  # train split: new rotation/scale/shift/speed/noise every epoch
+    augment_rotation: float = 8.0  # degrees, +-
+    augment_noise: float = 0.01  # landmark noise std in shoulder widths
     fingerspell: FingerspellConfig = field(default_factory=FingerspellConfig)
 
 

@@ -230,3 +230,26 @@ def test_dataset_and_collate_on_real_poses(tmp_path: Path) -> None:
     assert batch.targets.tolist() == [1, 1, 2, 2, 3, 3]
     short = int(batch.lengths.argmin())
     assert (batch.features[short, int(batch.lengths[short]) :] == 0).all()
+
+
+def test_augmentation_moves_points_but_keeps_missing_ones_missing() -> None:
+    from signconsole.data.augment import Augmentation
+
+    sequence = read_sequence(lexicon_clip("F"))
+    landmarks = torch.from_numpy(sequence.landmarks)
+    mask = torch.from_numpy(sequence.mask)
+    augment = Augmentation(speed=0.0, noise=0.0, shift=0.0, scale=0.0)
+    moved, moved_mask = augment(landmarks, mask, torch.Generator().manual_seed(1))
+    assert torch.equal(moved_mask, mask)
+    assert (moved[~mask] == 0).all()  # the ASL left hand stays absent, never invented
+    assert not torch.allclose(moved[mask], landmarks.float()[mask])
+    # a pure rotation keeps distances between landmarks (here: both shoulders, every frame)
+    before = (landmarks[:, 11, :2].float() - landmarks[:, 12, :2].float()).norm(dim=-1)
+    after = (moved[:, 11, :2] - moved[:, 12, :2]).norm(dim=-1)
+    torch.testing.assert_close(after, before)
+    again, _ = augment(landmarks, mask, torch.Generator().manual_seed(1))
+    assert torch.equal(again, moved)  # seeded: reproducible
+    stretched, stretched_mask = Augmentation(speed=0.5)(landmarks, mask,
+                                                        torch.Generator().manual_seed(3))
+    assert stretched.shape[1:] == (543, 3) and stretched_mask.shape[0] == stretched.shape[0]
+    assert stretched.shape[0] != landmarks.shape[0]

@@ -58,8 +58,8 @@ class HeadlessReporter:
             if self.interactive:
                 self.progress = Progress(
                     TextColumn("{task.description}"),
-                    BarColumn(bar_width=24),
-                    TextColumn("{task.completed}/{task.total}"),
+                    BarColumn(bar_width=12),
+                    TextColumn("{task.completed}/{task.total}", style="dim"),
                     TimeRemainingColumn(),
                     TextColumn("{task.fields[status]}"),
                     console=self.console,
@@ -71,15 +71,15 @@ class HeadlessReporter:
                 )
         elif isinstance(event, StepLogged):
             self.last_step_status = (
-                f"loss {event.loss:.4f}  lr {event.lr:.2e}  |g| {event.grad_norm:.3g}  "
-                f"{event.frames_per_second:,.0f} frames/s"
+                f"loss {event.loss:.4f} lr {event.lr:.1e} |g| {event.grad_norm:.3g} "
+                f"{event.frames_per_second:,.0f} fr/s"
             )
-            status = self.last_step_status + self.last_eval
+            status = self.bar_status()
             if self.progress is not None:
                 self.progress.update(
                     self.task,
                     completed=event.step,
-                    description=f"epoch {event.epoch}",
+                    description=f"ep {event.epoch}",
                     status=status,
                 )
             elif time.monotonic() - self._last_plain >= self.plain_interval:
@@ -96,9 +96,9 @@ class HeadlessReporter:
             name = rate_name(event.unit)
             if self.best is None or event.error_rate < self.best:
                 self.best = event.error_rate
-            self.last_eval = f"  dev {name} {event.error_rate:.1%} (best {self.best:.1%})"
+            self.last_eval = f" dev {name} {event.error_rate:.1%} best {self.best:.1%}"
             if self.progress is not None:  # the bar shows the newest evaluation at once
-                self.progress.update(self.task, status=self.last_step_status + self.last_eval)
+                self.progress.update(self.task, status=self.bar_status())
             self._print(
                 f"eval step {event.step}: dev loss {event.loss:.4f}  {name} "
                 f"{event.error_rate:.2%}  (S {event.substitutions} D {event.deletions} "
@@ -137,6 +137,10 @@ class HeadlessReporter:
             self.finished = event
             if self.progress is not None:
                 self.progress.stop()
+
+    def bar_status(self) -> str:
+        """Most important first: a narrow terminal cuts the end of the line."""
+        return f"{self.last_eval.strip()}  {self.last_step_status}".strip()
 
     def _print(self, text: str, markup: bool = False) -> None:
         if not self.interactive:

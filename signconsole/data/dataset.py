@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, Entry
 from signconsole.data.layout import LAYOUT
 from signconsole.data.normalize import FeatureStats, StatsAccumulator, normalize
@@ -63,6 +64,7 @@ class SequenceDataset(Dataset):
         max_frames: int = 0,
         entries: list[Entry] | None = None,
         unknown_glosses: str = "error",
+        augmentation: Augmentation | None = None,
     ) -> None:
         """`unknown_glosses`: "error" (train: the vocabulary is built from it) or "drop" (dev/test:
         a gloss the vocabulary lacks is left out of the loss targets and counted in
@@ -73,6 +75,7 @@ class SequenceDataset(Dataset):
         entries = list(corpus.splits[split] if entries is None else entries)
         self.paths = [corpus.feature_path(split, entry) for entry in entries]
         self.entries = entries
+        self.augmentation = augmentation  # training split only; applied on every load
         self.unknown: Counter[str] = Counter()
         if unknown_glosses == "drop":
             for entry in entries:
@@ -118,16 +121,19 @@ class SequenceDataset(Dataset):
     def lengths(self) -> list[int]:
         return [self.length(i) for i in range(len(self))]
 
-    def raw_features(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features before normalization and their validity."""
+    def raw_features(self, index: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features before normalization and their validity (augmented when asked and set)."""
         raw = self._raw(index)
         if len(raw) == 2:
-            return LAYOUT.features_with_validity(raw[0], raw[1], self.coordinates)
+            landmarks, mask = raw
+            if augment and self.augmentation is not None:
+                landmarks, mask = self.augmentation(landmarks, mask)
+            return LAYOUT.features_with_validity(landmarks, mask, self.coordinates)
         features = raw[0]
         return features, torch.ones_like(features, dtype=torch.bool)
 
     def __getitem__(self, index: int) -> Item:
-        features, valid = self.raw_features(index)
+        features, valid = self.raw_features(index, augment=True)
         features = normalize(features, valid, self.normalization, self.stats)
         return Item(self.entries[index].id, features, self.targets[index])
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signconsole.config import Profile
+from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, CorpusError
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
 from signconsole.data.normalize import FeatureStats
@@ -86,6 +87,10 @@ def prepare_data(
         )
 
     train = dataset("train", None)
+    if data.augment:
+        train.augmentation = Augmentation(
+            rotation_degrees=data.augment_rotation, noise=data.augment_noise
+        )
     if len(train) == 0:
         raise CorpusError(f"{root}: the train split has no usable sequences")
     stats = None

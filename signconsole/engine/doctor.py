@@ -175,6 +175,15 @@ def preflight(
     """The checks that need no training."""
     from signconsole.models.registry import build_model
 
+    if profile.kind == "distill":
+        return [
+            Check(
+                "distillation",
+                "fail",
+                'kind = "distill" is not implemented in this version yet',
+                "check the teacher and student profiles on their own",
+            )
+        ], None
     try:
         data = prepare_data(profile, progress)
     except (CorpusError, FeatureFileError, ValueError) as error:

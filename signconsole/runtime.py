@@ -1,0 +1,36 @@
+"""Process-wide settings for training on CPU, applied once at startup, before torch is imported."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def tune_process() -> None:
+    # With the default OpenMP wait policy, 2 intra-op threads on a busy 2-core machine ran
+    # several times slower than 1: spinning threads fight the UI thread and other jobs.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _pin_malloc_thresholds()
+
+
+def _pin_malloc_thresholds() -> None:
+    """glibc malloc: fixed mmap threshold (its 32 MiB maximum) and no heap trimming.
+
+    By default glibc serves large blocks with mmap and adapts the threshold as blocks are freed,
+    so whether a step's 1-32 MiB activations reuse heap memory or fault in fresh pages depends on
+    the allocation history: the same CPU training loop flipped between ~1,000 and ~30,000 page
+    faults a step, 30-40% of its time (benchmarks/README.md). Pinned thresholds keep freed memory
+    for reuse. Best effort: other C libraries are left alone.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("SIGNCONSOLE_NO_MALLOPT"):
+        return
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return
