@@ -615,23 +615,7 @@ class Engine:
                     self.step, command="PlateauDecay", detail=f"lr x{self.profile.schedule.gamma}"
                 )
             )
-        self.bus.publish(
-            EvalFinished(
-                self.step,
-                epoch=self.epoch,
-                split="dev",
-                loss=loss,
-                error_rate=rate,
-                substitutions=counts.substitutions,
-                deletions=counts.deletions,
-                insertions=counts.insertions,
-                reference_words=counts.reference_words,
-                unit=self.data.unit,
-                is_best=is_best,
-                samples=tuple(samples),
-                blank_only=blank_only,
-            )
-        )
+        self._publish_evaluation("dev", loss, counts, samples, blank_only, is_best)
         self.health.check_decodes(
             self.step, self.evaluations, self.epoch, blank_only, self.last_emitted
         )
@@ -650,11 +634,14 @@ class Engine:
             self.data.test, self.profile.training.sample_decodes
         )
         self.model.load_state_dict(current)
+        self._publish_evaluation("test", loss, counts, samples, blank_only, is_best=False)
+
+    def _publish_evaluation(self, split, loss, counts, samples, blank_only, is_best) -> None:
         self.bus.publish(
             EvalFinished(
                 self.step,
                 epoch=self.epoch,
-                split="test",
+                split=split,
                 loss=loss,
                 error_rate=counts.rate,
                 substitutions=counts.substitutions,
@@ -662,7 +649,7 @@ class Engine:
                 insertions=counts.insertions,
                 reference_words=counts.reference_words,
                 unit=self.data.unit,
-                is_best=False,
+                is_best=is_best,
                 samples=tuple(samples),
                 blank_only=blank_only,
             )
