@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list past and running runs")
     runs.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
+    runs.add_argument("--kind", choices=("teacher", "student", "distill"))
+    runs.add_argument("--status", choices=("running", "paused", "finished", "failed", "killed"))
 
     show = commands.add_parser("show", help="review a run (follows it live if still training)")
     show.add_argument("run")
@@ -194,6 +196,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.run import run_command
 
         return run_command(Path(args.profile), args.overrides, args.resume, args.runs_dir)
+    if command == "runs":
+        from signconsole.commands.runs import runs_command
+
+        return runs_command(Path(args.dir), args.kind, args.status)
     if command == "doctor":
         from signconsole.commands.doctor import doctor_command
 

@@ -22,6 +22,11 @@ class RunSummary:
     steps: int
     started: float | None
     unit: str
+    ended: float | None = None  # finish time, or the newest event of a live/killed run
+
+    @property
+    def duration(self) -> float | None:
+        return self.ended - self.started if self.started and self.ended else None
 
     @property
     def resumable(self) -> bool:
@@ -47,6 +52,11 @@ def summarize(run_dir: Path) -> RunSummary | None:
         try:
             meta = read_meta(connection)
             steps = connection.execute("SELECT max(step) FROM metrics").fetchone()[0] or 0
+            best = connection.execute(
+                "SELECT error_rate, step FROM evals WHERE split = 'dev' "
+                "ORDER BY error_rate, step LIMIT 1"
+            ).fetchone()
+            heartbeat = connection.execute("SELECT max(time) FROM events").fetchone()[0]
         finally:
             connection.close()
     except sqlite3.Error:
@@ -61,11 +71,12 @@ def summarize(run_dir: Path) -> RunSummary | None:
         name=meta.get("name", run_dir.name),
         kind=meta.get("kind", "?"),
         status=status,
-        best_error_rate=meta.get("best_error_rate"),
-        best_step=meta.get("best_step"),
+        best_error_rate=best["error_rate"] if best else None,
+        best_step=best["step"] if best else None,
         steps=max(steps, meta.get("last_step") or 0),
         started=meta.get("started"),
         unit=meta.get("unit", "gloss"),
+        ended=meta.get("finished") or heartbeat,
     )
 
 

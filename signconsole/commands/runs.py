@@ -1,0 +1,68 @@
+"""`signconsole runs`: the runs in a directory, newest first."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from signconsole.store.catalog import list_runs
+from signconsole.tui.state import format_duration
+
+STATUS_STYLE = {
+    "running": "green",
+    "paused": "yellow",
+    "finished": "blue",
+    "failed": "red",
+    "killed": "bold red",
+}
+
+
+def runs_command(runs_dir: Path, kind: str | None, status: str | None) -> int:
+    from signconsole.errors import UserError
+
+    if not runs_dir.is_dir():
+        raise UserError(
+            f"{runs_dir}: no runs directory (runs land in runs/ by default; pass --dir)"
+        )
+    runs = [
+        r
+        for r in list_runs(runs_dir)
+        if (kind is None or r.kind == kind) and (status is None or r.status == status)
+    ]
+    table = Table(
+        "run",
+        "kind",
+        "status",
+        "best dev",
+        "at step",
+        "steps",
+        "duration",
+        "started",
+        title=f"runs in {runs_dir}",
+        title_justify="left",
+    )
+    for run in runs:
+        rate = "LER" if run.unit == "letter" else "WER"
+        best = "-" if run.best_error_rate is None else f"{rate} {run.best_error_rate:.1%}"
+        started = (
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
+        )
+        table.add_row(
+            run.path.name,
+            run.kind,
+            f"[{STATUS_STYLE.get(run.status, '')}]{run.status}[/]",
+            best,
+            str(run.best_step or "-"),
+            str(run.steps),
+            format_duration(run.duration),
+            started,
+        )
+    Console(width=max(Console().width, 120)).print(
+        table
+        if runs
+        else f"no runs in {runs_dir}" + (" matching the filter" if kind or status else "")
+    )
+    return 0
