@@ -162,12 +162,13 @@ async def test_picker_lists_profiles_with_validation_marks(tmp_path: Path) -> No
     profiles.mkdir()
     (profiles / "good.toml").write_text('kind = "student"\n')
     (profiles / "bad.toml").write_text('kind = "student"\n[optimizer]\nlearnin_rate = 1\n')
+    (profiles / "nodata.toml").write_text('kind = "student"\n[data]\ncorpus = "missing/dir"\n')
     app = SignConsole(profiles_dir=profiles, runs_dir=str(tmp_path / "runs"))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.2)
         table = app.screen.query_one("#profiles")
         marks = {table.get_row(key)[1]: table.get_row(key)[0].plain for key in table.rows}
-        assert marks == {"good": "✓", "bad": "✗"}
+        assert marks == {"good": "✓", "bad": "✗", "nodata": "✗"}
         table.move_cursor(row=0)  # bad.toml sorts first
         await pilot.press("enter")
         await pilot.pause(0.2)

@@ -27,20 +27,19 @@ class ProfileRow:
 
 
 def scan_profiles(folder: Path) -> list[ProfileRow]:
-    from signconsole.profile import ProfileError, load_profile
+    from signconsole.profile import ProfileError, load_profile, resolve_path
 
     rows = []
     for path in sorted(folder.glob("*.toml")):
         try:
             profile = load_profile(path)
+            corpus = profile.data.corpus
+            problem = ""
+            if corpus != "fingerspell" and not resolve_path(profile, corpus).is_dir():
+                problem = f"{path}: data.corpus {corpus!r} not found; edit the path in the profile"
             rows.append(
                 ProfileRow(
-                    path,
-                    profile.name,
-                    profile.kind,
-                    profile.model.architecture,
-                    profile.data.corpus,
-                    "",
+                    path, profile.name, profile.kind, profile.model.architecture, corpus, problem
                 )
             )
         except ProfileError as error:
