@@ -179,15 +179,9 @@ def pin_malloc_thresholds() -> None:
     (a page fault per 4 KiB) depends on the allocation history: the same loop flips between
     about 1,000 and 30,000 page faults a step. Pinning the thresholds keeps freed memory for
     reuse."""
-    import ctypes
-    import ctypes.util
+    from signconsole.runtime import _pin_malloc_thresholds
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    if not (
-        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024) and libc.mallopt(m_trim_threshold, 1 << 30)
-    ):
-        raise SystemExit("mallopt failed (not glibc?)")
+    _pin_malloc_thresholds()  # the same call `signconsole` makes at startup
 
 
 # ------------------------------------------------------------------------------------ setup
