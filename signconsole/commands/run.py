@@ -46,7 +46,7 @@ def run_command(
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        Engine(profile, bus, runs_dir=runs_dir, resume=resume, data=data).run()
+        Engine(profile, bus, runs_dir=runs_dir, resume=resume, data=data, freeze_gc=True).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

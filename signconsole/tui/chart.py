@@ -49,8 +49,12 @@ def render_chart(
     y_min: float | None = None,
     y_max: float | None = None,
     percent: bool = False,
+    markers: Sequence[int] = (),
 ) -> Text:
-    """Render to `height` rows of `width` characters (axis labels included)."""
+    """Render to `height` rows of `width` characters (axis labels included).
+
+    `markers` are steps where the run changed course (a stage unfrozen, the LR set): each is a
+    dotted vertical rule behind the data, so a curve's bend lines up with its cause."""
     plot_width = max(4, width - AXIS_WIDTH)
     plot_height = max(1, height - 1)
     points: list[tuple[Line, list[tuple[int, float]]]] = []
@@ -90,6 +94,12 @@ def render_chart(
                 cells[cell_row][cell_column] |= _DOTS[c % 2][r % 4]
                 styles[cell_row][cell_column] = line.style
             previous = (column, row)
+    span = max(1, x_high - x_low)
+    marker_columns = {
+        int((step - x_low) / span * (pixel_columns - 1)) // 2
+        for step in markers
+        if x_low <= step <= x_high
+    }
     text = Text()
     labels = {0: high, plot_height - 1: low}
     if plot_height >= 5:
@@ -103,7 +113,12 @@ def render_chart(
         text.append(f"{label:>{AXIS_WIDTH - 1}}┤"[-AXIS_WIDTH:], style="dim")
         for column in range(plot_width):
             bits = cells[row][column]
-            text.append(chr(0x2800 + bits) if bits else " ", style=styles[row][column] or "")
+            if bits:
+                text.append(chr(0x2800 + bits), style=styles[row][column] or "")
+            elif column in marker_columns:
+                text.append("┊", style="blue")
+            else:
+                text.append(" ")
         text.append("\n")
     left, right = str(x_low), str(x_high)
     text.append(" " * AXIS_WIDTH + left + right.rjust(max(0, plot_width - len(left))), style="dim")

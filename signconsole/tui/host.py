@@ -10,9 +10,24 @@ from __future__ import annotations
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
-from signconsole.events import Command, Event, EventBus
+from signconsole.events import (
+    AlarmRaised,
+    Command,
+    CommandApplied,
+    EvalFinished,
+    Event,
+    EventBus,
+    RunFinished,
+    StageChanged,
+    StateChanged,
+)
+
+# Events a person is waiting to see (they pressed a key, or something broke): the console is
+# woken for these instead of waiting for its next drain tick.
+URGENT_EVENTS = (StateChanged, CommandApplied, StageChanged, AlarmRaised, EvalFinished, RunFinished)
 
 
 class EngineHost:
@@ -27,7 +42,10 @@ class EngineHost:
         self.overrides, self.resume = overrides, resume
         self.bus = EventBus()
         self.events: deque[Event] = deque()
-        self.bus.subscribe(self.events.append)
+        self.bus.subscribe(self._collect)
+        # Set by the console to a callable that only schedules a drain on its event loop
+        # (loop.call_soon_threadsafe): it must never block the training thread.
+        self.wake: Callable[[], None] | None = None
         self.error: str | None = None
         self.error_detail: str = ""
         self.done = threading.Event()
@@ -41,7 +59,9 @@ class EngineHost:
             from signconsole.profile import load_profile
 
             profile = load_profile(self.profile_path, self.overrides)
-            self.engine = Engine(profile, self.bus, runs_dir=self.runs_dir, resume=self.resume)
+            self.engine = Engine(
+                profile, self.bus, runs_dir=self.runs_dir, resume=self.resume, freeze_gc=True
+            )
             self.engine.run()
         except Exception as error:  # noqa: BLE001 - shown on screen, never silent
             from signconsole.errors import user_error_lines
@@ -51,6 +71,11 @@ class EngineHost:
             self.error_detail = "" if lines else traceback.format_exc()
         finally:
             self.done.set()
+
+    def _collect(self, event: Event) -> None:
+        self.events.append(event)
+        if self.wake is not None and isinstance(event, URGENT_EVENTS):
+            self.wake()
 
     def send(self, command: Command) -> None:
         self.bus.send(command)

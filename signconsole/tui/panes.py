@@ -112,7 +112,10 @@ class ChartPane(Widget):
 
     def render(self) -> Text:
         lines, options = self.lines()
-        return render_chart(lines, self.content_size.width, self.content_size.height, **options)
+        markers = [step for step, _ in self.view.markers]
+        return render_chart(
+            lines, self.content_size.width, self.content_size.height, markers=markers, **options
+        )
 
 
 def sparkline(values, width: int = 16) -> str:
@@ -149,19 +152,24 @@ class StagesPane(DataTable):
         self._drawn_version = self.view.stages_version
         cursor = self.cursor_row
         self.clear()
+        pretrained = any(stage.pretrained for stage in self.view.stages.values())
+        if pretrained and "pretrained" not in self.columns:
+            self.add_column("pretrained", key="pretrained")
         for stage in self.view.stages.values():
             trainable = (
                 Text("yes", style="green") if stage.trainable else Text("frozen", style="bold blue")
             )
             last = f"{stage.grad_norms[-1]:.2e}" if stage.grad_norms else ""
-            self.add_row(
+            cells = [
                 stage.name,
                 trainable,
                 f"{stage.parameters:,}",
                 Text(sparkline(stage.grad_norms), style="yellow"),
                 last,
-                key=stage.name,
-            )
+            ]
+            if pretrained:
+                cells.append(stage.pretrained or "-")
+            self.add_row(*cells, key=stage.name)
         if self.row_count:
             self.move_cursor(row=min(cursor, self.row_count - 1))
 

@@ -18,6 +18,7 @@ from signconsole.events import (
     CommandApplied,
     EvalFinished,
     Event,
+    PretrainedLoaded,
     RunFinished,
     RunStarted,
     StageChanged,
@@ -45,6 +46,7 @@ class StageView:
     parameters: int
     trainable: bool
     grad_norms: deque[float] = field(default_factory=lambda: deque(maxlen=60))
+    pretrained: str = ""  # "loaded/tensors" when the run started from pretrained weights
 
 
 @dataclass
@@ -80,6 +82,8 @@ class RunView:
     stages: dict[str, StageView] = field(default_factory=dict)
     schedule: list[tuple[int, list[str]]] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)  # newest last
+    # Steps where the run changed course (stage frozen/unfrozen, LR set): drawn on the charts.
+    markers: list[tuple[int, str]] = field(default_factory=list)
     unseen_alarms: int = 0
     latest_eval: EvalFinished | None = None
     test_eval: EvalFinished | None = None
@@ -185,10 +189,30 @@ class RunView:
         )
         self.unseen_alarms += 1
 
+    def _on_PretrainedLoaded(self, event: PretrainedLoaded) -> None:
+        for stage, tensors, loaded, _adapted, _skipped in event.stages:
+            if stage in self.stages:
+                self.stages[stage].pretrained = f"{loaded}/{tensors}"
+        self.stages_version += 1
+        summary = event.report[0] if event.report else f"pretrained weights from {event.source}"
+        self._timeline(
+            TimelineEntry(
+                event.step,
+                event.time,
+                "pretrained",
+                "warning" if event.notes else "info",
+                summary,
+                "; ".join(event.notes),
+            )
+        )
+
     def _on_StageChanged(self, event: StageChanged) -> None:
         if event.stage in self.stages:
             self.stages[event.stage].trainable = event.trainable
         self.stages_version += 1
+        if event.reason != "profile":  # the profile's initial freeze is the starting point
+            self.markers.append((event.step, event.stage))
+            self.charts_version += 1
         verb = "unfrozen" if event.trainable else "frozen"
         self._timeline(
             TimelineEntry(
@@ -214,6 +238,9 @@ class RunView:
             )
 
     def _on_CommandApplied(self, event: CommandApplied) -> None:
+        if event.command.startswith("SetLearningRate"):
+            self.markers.append((event.step, "lr"))
+            self.charts_version += 1
         self._timeline(
             TimelineEntry(
                 event.step, event.time, "command", "info", f"{event.command} {event.detail}".strip()
