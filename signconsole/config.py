@@ -121,7 +121,7 @@ class FreezeConfig:
     frozen: tuple[str, ...] = ()  # stages frozen at start
     freeze_until: str = ""  # freeze every stage up to and including this one
     schedule: tuple[StageUnfreeze, ...] = ()  # explicit unfreezing at epochs
-    stages: int = 0  # generated schedule: unfreeze in N steps over the run, top to bottom
+    stages: int = 0  # generated: N equal phases over max_epochs, each after the first unfreezes the next frozen group, output side first; 0 = off
 
 
 @dataclass(frozen=True)

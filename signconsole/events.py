@@ -98,6 +98,16 @@ class StageChanged(Event):
 
 
 @dataclass(frozen=True)
+class PretrainedLoaded(Event):
+    source: str  # the checkpoint file read
+    source_format: str  # "signconsole", "state_dict", "i3d (piergiaj)", "i3d (hassony2)"
+    adapt: str
+    stages: tuple[tuple[str, int, int, int, int], ...]  # (stage, tensors, loaded, adapted, skipped)
+    report: tuple[str, ...]  # the load report as text lines, summary first
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StateChanged(Event):
     state: RunState
     reason: str = ""
@@ -186,6 +196,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         EvalFinished,
         AlarmRaised,
         StageChanged,
+        PretrainedLoaded,
         StateChanged,
         CommandApplied,
         CheckpointSaved,

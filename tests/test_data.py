@@ -249,7 +249,8 @@ def test_augmentation_moves_points_but_keeps_missing_ones_missing() -> None:
     torch.testing.assert_close(after, before)
     again, _ = augment(landmarks, mask, torch.Generator().manual_seed(1))
     assert torch.equal(again, moved)  # seeded: reproducible
-    stretched, stretched_mask = Augmentation(speed=0.5)(landmarks, mask,
-                                                        torch.Generator().manual_seed(3))
+    stretched, stretched_mask = Augmentation(speed=0.5)(
+        landmarks, mask, torch.Generator().manual_seed(3)
+    )
     assert stretched.shape[1:] == (543, 3) and stretched_mask.shape[0] == stretched.shape[0]
     assert stretched.shape[0] != landmarks.shape[0]

@@ -15,6 +15,7 @@ from signconsole.events import (
     AlarmRaised,
     CommandApplied,
     EvalFinished,
+    PretrainedLoaded,
     RunStarted,
     SampleDecode,
     StageChanged,
@@ -22,6 +23,7 @@ from signconsole.events import (
     StepLogged,
 )
 from signconsole.tui.app import SignConsole
+from signconsole.tui.chart import AXIS_WIDTH, Line, render_chart
 from signconsole.tui.host import EngineHost
 from signconsole.tui.panes import StagesPane, decode_line, status_text
 from signconsole.tui.state import RunView
@@ -199,6 +201,16 @@ def scripted_events() -> list:
             profile_toml="",
             stage_schedule=((12, ("blocks_3",)),),
         ),
+        PretrainedLoaded(
+            0,
+            time=t0,
+            source="runs/20251231-000000-demo-student/checkpoints/best.pt",
+            source_format="signconsole",
+            adapt="temporal_mean",
+            stages=tuple((s, 6, 6, 0, 0) for s in stages[:-1]) + (("classifier", 2, 0, 0, 2),),
+            report=("pretrained signconsole from runs/...: 36/38 tensors loaded",),
+            notes=("the checkpoint's vocabulary (26 tokens) differs from this corpus's (27)",),
+        ),
         StateChanged(0, time=t0, state="running"),
     ]
     for step in range(10, 610, 10):
@@ -288,6 +300,19 @@ def test_view_folds_events_into_what_the_panes_show() -> None:
     assert "batch ase-train-000001" in view.timeline[-1].where
     assert 3.0 < view.steps_per_second < 4.0  # 10 steps every 10/3.5 s
     assert view.schedule == [(12, ["blocks_3"])]
+    assert view.markers == [(420, "fusion")]  # the freeze, drawn on the charts
+    assert view.stages["lstm"].pretrained == "6/6" and view.stages["classifier"].pretrained == "0/2"
+    pretrained = [e for e in view.timeline if e.kind == "pretrained"]
+    assert pretrained[0].severity == "warning" and "vocabulary" in pretrained[0].hint
+
+
+def test_chart_draws_markers_behind_the_data() -> None:
+    line = Line("loss", [0, 50, 100], [1.0, 1.0, 1.0], "cyan")
+    rows = render_chart([line], width=27, height=6, markers=[50, 500]).plain.splitlines()
+    plot = [row[AXIS_WIDTH:] for row in rows[:-1]]
+    columns = {row.index("┊") for row in plot if "┊" in row}
+    assert columns == {9}  # step 50 of 0..100 across 20 columns; step 500 is off the chart
+    assert sum("┊" in row for row in plot) == len(plot) - 1  # not over the flat line
 
 
 def test_decode_marks_substitutions_insertions_deletions() -> None:

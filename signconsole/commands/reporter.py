@@ -18,6 +18,7 @@ from signconsole.events import (
     CommandApplied,
     EvalFinished,
     Event,
+    PretrainedLoaded,
     RunFinished,
     RunStarted,
     StageChanged,
@@ -118,6 +119,8 @@ class HeadlessReporter:
                 f"{escape(event.message)}[/]\n    hint: {escape(event.hint)}",
                 markup=True,
             )
+        elif isinstance(event, PretrainedLoaded):
+            self._print("\n".join(event.report))
         elif isinstance(event, StageChanged):
             self._print(
                 f"step {event.step}: stage {event.stage} "

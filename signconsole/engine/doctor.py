@@ -214,17 +214,62 @@ def preflight(
         )
     )
     checks.append(_ctc_lengths(model, data))
-    pretrained = profile.model.pretrained.path
-    checks.append(
-        Check(
-            "pretrained weights",
-            "warn" if pretrained else "pass",
-            "loading pretrained weights is not implemented in this version yet"
-            if pretrained
-            else "none configured: training from scratch",
-        )
-    )
+    checks.append(_pretrained(profile, model, data))
+    checks.append(_freeze(profile, model))
     return checks, data
+
+
+def _pretrained(profile: Profile, model, data: PreparedData) -> Check:
+    from signconsole.models.pretrained import (
+        PretrainedError,
+        load_pretrained,
+        profile_pretrained,
+    )
+
+    config = profile_pretrained(profile)
+    if not config.path:
+        return Check("pretrained weights", "pass", "none configured: training from scratch")
+    try:
+        report = load_pretrained(
+            model,
+            model.stage_modules(),
+            config,
+            list(data.vocabulary.tokens),
+            profile.model.architecture,
+        )
+    except PretrainedError as error:
+        return Check("pretrained weights", "fail", str(error), "fix model.pretrained")
+    partial = [s.stage for s in report.stages.values() if s.tensors and s.kept_initial]
+    detail = report.summary()
+    if partial:
+        detail += f"; starting from initialization: {', '.join(partial)}"
+    return Check(
+        "pretrained weights",
+        "warn" if partial or report.notes else "pass",
+        detail + "".join(f"; {note}" for note in report.notes),
+        "expected for stages the checkpoint does not have (e.g. fusion, lstm, classifier from I3D)"
+        if partial
+        else "",
+    )
+
+
+def _freeze(profile: Profile, model) -> Check:
+    from signconsole.engine.freeze import StageControl, StageError
+
+    try:
+        control = StageControl(model.stage_modules(), profile.freeze, profile.training.max_epochs)
+    except StageError as error:
+        return Check("freeze stages", "fail", str(error), "fix the [freeze] table")
+    frozen = control.initially_frozen
+    schedule = "; ".join(
+        f"epoch {epoch}: {', '.join(names)}" for epoch, names in control.schedule_text()
+    )
+    return Check(
+        "freeze stages",
+        "pass",
+        (f"frozen at start: {', '.join(frozen)}" if frozen else "all stages train")
+        + (f"; unfreezing {schedule}" if schedule else ""),
+    )
 
 
 @dataclass(frozen=True)

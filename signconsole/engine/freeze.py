@@ -7,6 +7,8 @@ survive a freeze/unfreeze round trip (a parameter without a gradient is skipped,
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from signconsole.config import FreezeConfig
@@ -34,16 +36,41 @@ class StageControl:
             for name in entry.unfreeze:
                 self.check(name, "freeze.schedule.unfreeze")
             self.unfreeze_at.setdefault(entry.epoch, []).extend(entry.unfreeze)
-        if config.stages > 0 and initially_frozen:
-            top_down = [name for name in reversed(self.order) if name in initially_frozen]
-            # Seed 004: unfreeze top (output side) first, in `stages` contiguous groups spread
-            # evenly over the run.
-            size = -(-len(top_down) // config.stages)
-            groups = [top_down[i : i + size] for i in range(0, len(top_down), size)]
-            for index, group in enumerate(groups, start=1):
-                epoch = max(1, round(index * max_epochs / (len(groups) + 1)))
-                self.unfreeze_at.setdefault(epoch, []).extend(group)
+        if config.stages:
+            self._generate(config.stages, initially_frozen, max_epochs)
         self.initially_frozen = [name for name in self.order if name in initially_frozen]
+
+    def _generate(self, phases: int, frozen: set[str], max_epochs: int) -> None:
+        """Seed 004's progressive unfreezing: `phases` equal spans of the run; the first trains
+        only what is not frozen, each later one unfreezes the next group, top (output side)
+        first. Extra stages go to the last groups, so the bottom of the network (stem, fusion)
+        unfreezes together, as the seed does with "mixed_3 & stem". Example: 4 phases over 50
+        epochs with mixed_5, mixed_4, mixed_3, stem frozen: mixed_5 at epoch 13, mixed_4 at 25,
+        mixed_3 and stem at 38 (epoch i * 50 / 4, rounded up)."""
+        if phases < 2:
+            raise StageError(
+                f"freeze.stages = {phases}: give 2 or more phases (the first trains only the "
+                "unfrozen stages), or 0 for no generated schedule"
+            )
+        if not frozen:
+            raise StageError(
+                f"freeze.stages = {phases} unfreezes frozen stages, but none is frozen at the "
+                "start: set freeze.freeze_until or freeze.frozen"
+            )
+        if max_epochs <= 0:
+            raise StageError(
+                "freeze.stages spreads unfreezing over training.max_epochs, which is 0; set "
+                "training.max_epochs or use an explicit [[freeze.schedule]]"
+            )
+        top_down = [name for name in reversed(self.order) if name in frozen]
+        groups = min(phases - 1, len(top_down))
+        base, extra = divmod(len(top_down), groups)
+        start = 0
+        for index in range(1, groups + 1):
+            size = base + (1 if index > groups - extra else 0)
+            epoch = max(1, math.ceil(index * max_epochs / (groups + 1)))
+            self.unfreeze_at.setdefault(epoch, []).extend(top_down[start : start + size])
+            start += size
 
     def check(self, name: str, key: str) -> None:
         if name not in self.stages:

@@ -9,6 +9,7 @@ evaluations, plus one finiteness check of the gradient norm per step.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from signconsole.events import (
     EventBus,
     Freeze,
     Pause,
+    PretrainedLoaded,
     Resume,
     RunFinished,
     RunStarted,
@@ -60,6 +62,7 @@ from signconsole.events import (
     command_from_payload,
     describe_command,
 )
+from signconsole.models.pretrained import LoadReport, load_pretrained, profile_pretrained
 from signconsole.models.registry import build_model
 from signconsole.profile import profile_to_dict, profile_to_toml, with_absolute_paths
 from signconsole.store.run import RunRecorder, new_run_dir
@@ -118,8 +121,14 @@ class Engine:
         resume: str | Path | None = None,
         data: PreparedData | None = None,
         progress: Progress | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.profile, self.bus = profile, bus
+        # Long-lived processes (CLI, console) freeze the objects setup creates: data, model and
+        # vocabulary live for the whole run, and a full collection scanning them holds the GIL
+        # for ~140 ms (benchmarks/README.md). Off by default so tests that build many engines
+        # in one process still collect them.
+        self.freeze_gc = freeze_gc
         self.runs_dir = Path(runs_dir or profile.output.runs_dir)
         self.resume_dir = Path(resume) if resume else None
         self.data = data
@@ -154,6 +163,17 @@ class Engine:
         self.vocabulary: Vocabulary = data.vocabulary
         self.model = build_model(profile.model, len(self.vocabulary)).to(self.device)
         self.stages = self.model.stage_modules()
+        self.pretrained_report: LoadReport | None = None
+        if profile.model.pretrained.path and self.resume_dir is None:
+            # Before the optimizer exists, so nothing of the random initialization lingers in
+            # it; a resumed run already has these weights in its own checkpoint.
+            self.pretrained_report = load_pretrained(
+                self.model,
+                self.stages,
+                profile_pretrained(profile),
+                list(self.vocabulary.tokens),
+                profile.model.architecture,
+            )
         self.control = StageControl(self.stages, profile.freeze, training.max_epochs)
         for name in profile.optimizer.stage_lr:
             self.control.check(name, "optimizer.stage_lr")
@@ -218,6 +238,19 @@ class Engine:
                 ),
             )
         )
+        if self.pretrained_report is not None:
+            report = self.pretrained_report
+            self.bus.publish(
+                PretrainedLoaded(
+                    self.step,
+                    source=report.source,
+                    source_format=report.source_format,
+                    adapt=report.adapt,
+                    stages=report.stage_rows(),
+                    report=tuple(report.lines()),
+                    notes=tuple(report.notes),
+                )
+            )
         if self.resume_dir is None:
             for name in self.control.initially_frozen:
                 self.bus.publish(
@@ -295,6 +328,9 @@ class Engine:
         started = time.time()
         try:
             self.setup()
+            if self.freeze_gc:
+                gc.collect()
+                gc.freeze()
             self._set_state("running")
             status = self._train()
             return self._finish(status, started)
@@ -317,6 +353,9 @@ class Engine:
                 )
                 self._close()
             raise
+        finally:
+            if self.freeze_gc:
+                gc.unfreeze()  # the run's objects may be collected again once it is over
 
     def _train(self) -> str:
         training = self.profile.training

@@ -24,6 +24,7 @@ from signconsole.events import (
     CommandApplied,
     EvalFinished,
     Event,
+    PretrainedLoaded,
     RunFinished,
     RunStarted,
     StageChanged,
@@ -152,6 +153,8 @@ class RunRecorder:
                 )
             elif isinstance(event, StateChanged):
                 db.set_meta(status=event.state, heartbeat=event.time)
+            elif isinstance(event, PretrainedLoaded):
+                db.set_meta(pretrained=event.report[0] if event.report else event.source)
             elif isinstance(event, RunFinished):
                 db.set_meta(
                     status=event.status,
@@ -187,5 +190,7 @@ def _describe(event: Event) -> str:
         return f"command {event.command} {event.detail}".strip()
     if isinstance(event, CheckpointSaved):
         return f"checkpoint {event.which} -> {event.path}"
+    if isinstance(event, PretrainedLoaded):
+        return "\n".join(event.report)
     fields = {k: v for k, v in dataclasses.asdict(event).items() if k not in ("time", "step")}
     return f"{type(event).__name__} {json.dumps(fields, default=str)[:300]}"
