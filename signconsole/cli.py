@@ -70,12 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--status", choices=("running", "paused", "finished", "failed", "killed"))
 
     show = commands.add_parser("show", help="review a run (follows it live if still training)")
-    show.add_argument("run")
+    show.add_argument("run", help="run directory, or a run name in --dir (newest match)")
+    show.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
+    show.add_argument(
+        "--steps", metavar="START:END", help="open zoomed to a step range, e.g. 1000:5000"
+    )
 
     compare = commands.add_parser(
         "compare", help="compare runs: curves, best metrics, profile diff"
     )
-    compare.add_argument("runs", nargs="+")
+    compare.add_argument("runs", nargs="+", help="run directories or run names in --dir")
+    compare.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
+    compare.add_argument("--steps", metavar="START:END", help="only this step range in the curves")
 
     doctor = commands.add_parser("doctor", help="pre-flight checks and the overfit test")
     doctor.add_argument("profile")
@@ -96,7 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("run")
     decode.add_argument("files", nargs="+")
     export = commands.add_parser("export", help="export a run's metrics (csv, tensorboard)")
-    export.add_argument("run")
+    export.add_argument("run", help="run directory, or a run name in --dir")
+    export.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
+    export.add_argument("--format", choices=("csv", "tensorboard"), default="csv")
+    export.add_argument(
+        "--out", help="output directory (default: RUN/export-csv or RUN/tensorboard)"
+    )
 
     data = commands.add_parser("data", help="build and inspect corpora")
     data_commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
@@ -204,6 +215,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.doctor import doctor_command
 
         return doctor_command(Path(args.profile), args.overrides, args.no_overfit)
+    if command == "show":
+        from signconsole.commands.review import show_command
+
+        return show_command(args.run, args.dir, args.steps)
+    if command == "compare":
+        from signconsole.commands.review import compare_command
+
+        return compare_command(args.runs, args.dir, args.steps)
+    if command == "export":
+        from signconsole.commands.export import export_command
+
+        return export_command(args.run, args.dir, args.format, args.out)
     if command == "data":
         from signconsole.commands import data
 

@@ -40,6 +40,8 @@ class RunStarted(Event):
     profile_toml: str
     resumed_from: str = ""
     stage_schedule: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (epoch, stages to unfreeze)
+    teacher: str = ""  # distillation: the teacher's checkpoint
+    teacher_parameters: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class StepLogged(Event):
     frames_per_second: float
     logit_std: float
     skipped_steps: int = 0  # non-finite steps skipped in this interval
+    teacher_ms: float = 0.0  # distillation: the teacher's forward pass, per batch (0 otherwise)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,15 @@ class PretrainedLoaded(Event):
     stages: tuple[tuple[str, int, int, int, int], ...]  # (stage, tensors, loaded, adapted, skipped)
     report: tuple[str, ...]  # the load report as text lines, summary first
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DistillationSummary(Event):
+    """Teacher vs student (and the same student without distillation, when such a run exists)."""
+
+    unit: str
+    rows: tuple[dict[str, Any], ...]  # comparison.ModelRow as dicts
+    table: tuple[str, ...]  # the same as text lines
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AlarmRaised,
         StageChanged,
         PretrainedLoaded,
+        DistillationSummary,
         StateChanged,
         CommandApplied,
         CheckpointSaved,

@@ -1,5 +1,5 @@
 """`signconsole doctor`: passes on the shipped demo profiles as shipped, fails for the right reason
-on broken ones (bad data path, distillation, a model that collapses time)."""
+on broken ones (bad data path, a missing teacher, a model that collapses time)."""
 
 from __future__ import annotations
 
@@ -37,14 +37,18 @@ def test_doctor_passes_on_shipped_demo_profiles(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name,reason",
+    "name,overrides,reason",
     [
-        ("phoenix-teacher", "corpus directory not found"),
-        ("demo-distill", "not implemented in this version"),
+        ("phoenix-teacher", (), "corpus directory not found"),
+        (
+            "demo-distill",
+            ("--set", 'distill.teacher="/nonexistent/*-demo-teacher"'),
+            "nothing with a checkpoint matches",
+        ),
     ],
 )
-def test_doctor_fails_with_the_reason(name: str, reason: str) -> None:
-    result = doctor(str(ROOT / "profiles" / f"{name}.toml"))
+def test_doctor_fails_with_the_reason(name: str, overrides: tuple, reason: str) -> None:
+    result = doctor(str(ROOT / "profiles" / f"{name}.toml"), *overrides)
     assert result.returncode == 1
     assert reason in result.stdout
     assert "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ from signconsole.events import (
     AlarmRaised,
     CheckpointSaved,
     CommandApplied,
+    DistillationSummary,
     EvalFinished,
     Event,
     PretrainedLoaded,
@@ -71,9 +72,15 @@ class HeadlessReporter:
                     "epoch 0", total=event.total_steps or None, completed=event.step, status=""
                 )
         elif isinstance(event, StepLogged):
+            parts = (
+                " (" + " ".join(f"{k} {v:.3f}" for k, v in event.parts.items()) + ")"
+                if len(event.parts) > 1
+                else ""
+            )
+            teacher = f" teacher {event.teacher_ms:.0f} ms/batch" if event.teacher_ms else ""
             self.last_step_status = (
-                f"loss {event.loss:.4f} lr {event.lr:.1e} |g| {event.grad_norm:.3g} "
-                f"{event.frames_per_second:,.0f} fr/s"
+                f"loss {event.loss:.4f}{parts} lr {event.lr:.1e} |g| {event.grad_norm:.3g} "
+                f"{event.frames_per_second:,.0f} fr/s{teacher}"
             )
             status = self.bar_status()
             if self.progress is not None:
@@ -119,6 +126,8 @@ class HeadlessReporter:
                 f"{escape(event.message)}[/]\n    hint: {escape(event.hint)}",
                 markup=True,
             )
+        elif isinstance(event, DistillationSummary):
+            self._print("teacher vs student:\n" + "\n".join(f"  {line}" for line in event.table))
         elif isinstance(event, PretrainedLoaded):
             self._print("\n".join(event.report))
         elif isinstance(event, StageChanged):

@@ -175,15 +175,6 @@ def preflight(
     """The checks that need no training."""
     from signconsole.models.registry import build_model
 
-    if profile.kind == "distill":
-        return [
-            Check(
-                "distillation",
-                "fail",
-                'kind = "distill" is not implemented in this version yet',
-                "check the teacher and student profiles on their own",
-            )
-        ], None
     try:
         data = prepare_data(profile, progress)
     except (CorpusError, FeatureFileError, ValueError) as error:
@@ -216,6 +207,8 @@ def preflight(
     checks.append(_ctc_lengths(model, data))
     checks.append(_pretrained(profile, model, data))
     checks.append(_freeze(profile, model))
+    if profile.kind == "distill":
+        checks.append(_teacher(profile, data))
     return checks, data
 
 
@@ -250,6 +243,27 @@ def _pretrained(profile: Profile, model, data: PreparedData) -> Check:
         "expected for stages the checkpoint does not have (e.g. fusion, lstm, classifier from I3D)"
         if partial
         else "",
+    )
+
+
+def _teacher(profile: Profile, data: PreparedData) -> Check:
+    import torch
+
+    from signconsole.engine.distill import TeacherError, load_teacher
+    from signconsole.models.pretrained import PretrainedError
+
+    try:
+        teacher = load_teacher(
+            profile, list(data.vocabulary.tokens), data.stats, torch.device("cpu")
+        )
+    except (TeacherError, PretrainedError) as error:
+        return Check("distillation teacher", "fail", str(error), "fix distill.teacher")
+    return Check(
+        "distillation teacher",
+        "pass",
+        f"{teacher.checkpoint}: {teacher.profile.model.architecture}, "
+        f"{teacher.parameters / 1e6:.2f}M parameters; vocabulary and normalization match; "
+        f"T = {profile.distill.temperature}, alpha = {profile.distill.alpha}",
     )
 
 

@@ -12,17 +12,14 @@ from __future__ import annotations
 import gc
 import math
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from signconsole.config import Profile
-from signconsole.ctc.decode import beam_decode, greedy_decode
-from signconsole.ctc.phoenix import clean_hypothesis
-from signconsole.ctc.wer import error_counts
 from signconsole.data.dataset import Batch, BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.normalize import check_input
 from signconsole.data.prepare import PreparedData, Progress, prepare_data
@@ -34,8 +31,11 @@ from signconsole.engine.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from signconsole.engine.distill import Teacher, load_teacher
+from signconsole.engine.evaluate import evaluate_model
 from signconsole.engine.freeze import StageControl
 from signconsole.engine.health import HealthMonitor, first_nonfinite_module, sequence_similarity
+from signconsole.engine.losses import ctc_loss, distillation_loss
 from signconsole.engine.schedule import LearningRateControl
 from signconsole.events import (
     AlarmRaised,
@@ -43,6 +43,7 @@ from signconsole.events import (
     CheckpointSaved,
     Command,
     CommandApplied,
+    DistillationSummary,
     EvalFinished,
     EvaluateNow,
     EventBus,
@@ -52,7 +53,6 @@ from signconsole.events import (
     Resume,
     RunFinished,
     RunStarted,
-    SampleDecode,
     SetLearningRate,
     StageChanged,
     StateChanged,
@@ -65,6 +65,7 @@ from signconsole.events import (
 from signconsole.models.pretrained import LoadReport, load_pretrained, profile_pretrained
 from signconsole.models.registry import build_model
 from signconsole.profile import profile_to_dict, profile_to_toml, with_absolute_paths
+from signconsole.store.catalog import summarize
 from signconsole.store.run import RunRecorder, new_run_dir
 
 
@@ -76,31 +77,6 @@ def resolve_device(setting: str) -> torch.device:
 
         raise UserError('training.device = "cuda" but no CUDA GPU is visible; use "auto" or "cpu"')
     return torch.device(setting)
-
-
-def ctc_min_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
-    """Frames CTC needs per sample: one per label plus one blank between each repeated pair."""
-    needed = []
-    offset = 0
-    for length in target_lengths.tolist():
-        labels = targets[offset : offset + length]
-        repeats = int((labels[1:] == labels[:-1]).sum()) if length > 1 else 0
-        needed.append(length + repeats)
-        offset += length
-    return torch.tensor(needed, dtype=torch.long)
-
-
-def sample_ids_to_show(dataset: SequenceDataset, count: int) -> set[str]:
-    """The same few dev samples at every evaluation (so a user watches them improve), spread
-    over the split and with distinct references."""
-    if count <= 0:
-        return set()
-    first_of_each: dict[tuple[str, ...], str] = {}
-    for entry in sorted(dataset.entries, key=lambda e: e.id):
-        first_of_each.setdefault(entry.glosses, entry.id)
-    candidates = list(first_of_each.values())
-    stride = max(1, len(candidates) // count)
-    return set(candidates[::stride][:count])
 
 
 @dataclass
@@ -137,17 +113,14 @@ class Engine:
         self.step = 0
         self.epoch = 0
         self.run_dir: Path | None = None
+        self.teacher: Teacher | None = None  # distillation runs only (set up in setup())
+        self._teacher_seconds, self._teacher_calls = 0.0, 0
+        self._last_saved: tuple[int, int, int] | None = None
+        self.test_error_rate: float | None = None
 
     # ------------------------------------------------------------------------------- setup
     def setup(self) -> None:
         profile, training = self.profile, self.profile.training
-        if profile.kind == "distill":
-            from signconsole.errors import UserError
-
-            raise UserError(
-                'kind = "distill": distillation is not implemented in this version yet; train '
-                "the teacher and the student profiles on their own meanwhile"
-            )
         torch.manual_seed(training.seed)
         import random
 
@@ -161,6 +134,10 @@ class Engine:
             self.data = prepare_data(profile, self.progress)
         data = self.data
         self.vocabulary: Vocabulary = data.vocabulary
+        if profile.kind == "distill":
+            self.teacher = load_teacher(
+                profile, list(self.vocabulary.tokens), data.stats, self.device
+            )
         self.model = build_model(profile.model, len(self.vocabulary)).to(self.device)
         self.stages = self.model.stage_modules()
         self.pretrained_report: LoadReport | None = None
@@ -233,6 +210,8 @@ class Engine:
                 total_steps=self.total_steps,
                 profile_toml=self.profile_toml,
                 resumed_from=str(self.resume_dir or ""),
+                teacher=str(self.teacher.checkpoint) if self.teacher else "",
+                teacher_parameters=self.teacher.parameters if self.teacher else 0,
                 stage_schedule=tuple(
                     (epoch, tuple(names)) for epoch, names in self.control.schedule_text()
                 ),
@@ -441,27 +420,26 @@ class Engine:
         self._window_frames += batch.frames
 
     def _loss(self, batch: Batch):
-        autocast = self._autocast()
-        with autocast:
+        with self._autocast():
             output = self.model(batch.features, batch.lengths.to(self.device))
-        log_probs = output.logits.float().log_softmax(-1)  # the one place log_softmax is applied
-        lengths = output.lengths.cpu()
-        needed = ctc_min_lengths(batch.targets, batch.target_lengths)
-        feasible = lengths >= needed
-        ctc = F.ctc_loss(
-            log_probs.transpose(0, 1),
-            batch.targets.to(self.device),
-            lengths,
-            batch.target_lengths,
-            blank=0,
-            reduction="none",
-            zero_infinity=False,
-        )
-        per_sample = ctc / batch.target_lengths.to(ctc.device).clamp(min=1)
-        mask = feasible.to(ctc.device)
-        # where(), not a product: an infeasible sample's loss is inf, and inf * 0 is NaN.
-        loss = torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
-        return loss, {"ctc": loss.detach()}, output
+        ctc = ctc_loss(output, batch.targets, batch.target_lengths)
+        if self.teacher is None:
+            return ctc, {"ctc": ctc.detach()}, output
+        # On CUDA the pass is timed only on batches that get logged: timing needs a sync.
+        timed = self.device.type != "cuda" or (self.step + 1) % self.profile.training.log_every == 0
+        if timed and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        teacher_output = self.teacher.forward(batch.features, batch.lengths.to(self.device))
+        if timed:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self._teacher_seconds += time.perf_counter() - started
+            self._teacher_calls += 1
+        kd = distillation_loss(output, teacher_output, self.profile.distill.temperature)
+        alpha = self.profile.distill.alpha
+        loss = alpha * kd + (1 - alpha) * ctc
+        return loss, {"ctc": ctc.detach(), "kd": kd.detach()}, output
 
     def _autocast(self):
         precision = self.profile.training.precision
@@ -570,8 +548,10 @@ class Engine:
                 frames_per_second=fps,
                 logit_std=logit_std,
                 skipped_steps=self._skipped,
+                teacher_ms=1000 * self._teacher_seconds / max(1, self._teacher_calls),
             )
         )
+        self._teacher_seconds, self._teacher_calls = 0.0, 0
         self._skipped = 0
         self.health.check_gradients(self.step, grad_norm, stage_norms)
         self.health.check_logits(self.step, logit_std)
@@ -583,58 +563,26 @@ class Engine:
         every = self.profile.training.eval_every
         return bool(every) and self.step % every == 0
 
-    @torch.no_grad()
     def evaluate_split(self, dataset: SequenceDataset, samples: int = 0):
-        """Loss, error counts and sample decodes over a split (model in eval mode)."""
+        """Loss (CTC only, also when distilling: dev losses compare across runs), error counts
+        and sample decodes over a split."""
         was_training = self.model.training
-        self.model.eval()
-        beam_width = self.profile.training.beam_width
-        emitted = 0  # samples whose best path has any label (before the vocabulary)
-        total_loss, total_count = 0.0, 0
-        references, hypotheses, decoded_samples = [], [], []
-        sampler = BucketBatchSampler(dataset.lengths(), self.profile.data.batch_size, shuffle=False)
-        loader = DataLoader(dataset, batch_sampler=sampler.batches(), collate_fn=collate)
-        by_id = {entry.id: entry for entry in dataset.entries}
-        clean = clean_hypothesis if self.profile.data.wer_normalization == "phoenix" else list
-        shown = sample_ids_to_show(dataset, samples)
-        for batch in loader:
-            batch = batch.to(self.device)
-            loss, _, output = self._loss(batch)
-            if math.isfinite(float(loss)):
-                total_loss += float(loss) * len(batch.ids)
-                total_count += len(batch.ids)
-            log_probs = output.logits.float().log_softmax(-1)
-            greedy = greedy_decode(log_probs, output.lengths)
-            for row, sample_id in enumerate(batch.ids):
-                reference = list(by_id[sample_id].glosses)
-                emitted += bool(greedy[row])
-                hypothesis = clean(self.vocabulary.decode(greedy[row]))
-                references.append(reference)
-                hypotheses.append(hypothesis)
-                if sample_id in shown:
-                    beam = clean(
-                        self.vocabulary.decode(
-                            beam_decode(
-                                log_probs[row : row + 1], output.lengths[row : row + 1], beam_width
-                            )[0]
-                        )
-                    )
-                    decoded_samples.append(
-                        SampleDecode(
-                            sample_id,
-                            tuple(reference),
-                            tuple(hypothesis),
-                            tuple(beam),
-                            error_counts([reference], [beam]).rate,
-                        )
-                    )
+        result = evaluate_model(
+            self.model,
+            dataset,
+            self.vocabulary,
+            device=self.device,
+            batch_size=self.profile.data.batch_size,
+            beam_width=self.profile.training.beam_width,
+            wer_normalization=self.profile.data.wer_normalization,
+            samples=samples,
+            autocast=self._autocast,
+        )
         if was_training:
             self.model.train()
             self.control.apply_modes(True)
-        counts = error_counts(references, hypotheses)
-        blank_only = sum(1 for h in hypotheses if not h) / max(1, len(hypotheses))
-        self.last_emitted = emitted / max(1, len(hypotheses))
-        return total_loss / max(1, total_count), counts, decoded_samples, blank_only
+        self.last_emitted = result.emitted
+        return result.loss, result.counts, result.samples, result.blank_only
 
     def _evaluate(self) -> None:
         loss, counts, samples, blank_only = self.evaluate_split(
@@ -673,7 +621,72 @@ class Engine:
             self.data.test, self.profile.training.sample_decodes
         )
         self.model.load_state_dict(current)
+        self.test_error_rate = counts.rate
         self._publish_evaluation("test", loss, counts, samples, blank_only, is_best=False)
+
+    def _compare_with_teacher(self) -> None:
+        """Distillation runs end with teacher vs student on this run's dev and test splits."""
+        from signconsole.engine import comparison
+
+        assert self.teacher is not None and self.data is not None
+        teacher = self.teacher
+        rates = {}
+        for split in ("dev", "test"):
+            dataset = getattr(self.data, split)
+            if dataset is not None and len(dataset):
+                rates[split] = evaluate_model(
+                    teacher.model,
+                    dataset,
+                    self.vocabulary,
+                    device=self.device,
+                    batch_size=self.profile.data.batch_size,
+                    beam_width=1,
+                    wer_normalization=self.profile.data.wer_normalization,
+                ).counts.rate
+        timing_split = self.data.dev
+        rows = [
+            comparison.ModelRow(
+                "teacher",
+                str(teacher.run_dir or teacher.checkpoint),
+                teacher.parameters,
+                comparison.weights_megabytes(teacher.model),
+                comparison.cpu_ms_per_sequence(teacher.model, timing_split),
+                rates.get("dev"),
+                rates.get("test"),
+            ),
+            comparison.ModelRow(
+                "student (distilled)",
+                str(self.run_dir),
+                sum(p.numel() for p in self.model.parameters()),
+                comparison.weights_megabytes(self.model),
+                comparison.cpu_ms_per_sequence(self.model, timing_split),
+                self.best_error_rate,
+                self.test_error_rate,
+            ),
+        ]
+        profile_dict = tomllib.loads(self.profile_toml)
+        baseline = comparison.find_baseline(self.runs_dir, profile_dict, self.run_dir)
+        if baseline is not None:
+            summary = summarize(baseline)
+            rows.append(
+                comparison.ModelRow(
+                    "student (no distillation)",
+                    str(baseline),
+                    rows[1].parameters,
+                    rows[1].size_mb,
+                    rows[1].cpu_ms_per_sequence,  # the same architecture
+                    summary.best_error_rate if summary else None,
+                    summary.test_error_rate if summary else None,
+                )
+            )
+        self.bus.publish(
+            DistillationSummary(
+                self.step,
+                unit=self.data.unit,
+                rows=tuple(row.to_dict() for row in rows),
+                table=tuple(comparison.format_rows(rows, self.data.unit)),
+            )
+        )
 
     def _publish_evaluation(self, split, loss, counts, samples, blank_only, is_best) -> None:
         self.bus.publish(
@@ -804,6 +817,8 @@ class Engine:
         if self.data.stats is not None:
             state["stats"] = {"mean": self.data.stats.mean, "scale": self.data.stats.scale}
         path = save_checkpoint(self.run_dir / "checkpoints" / f"{which}.pt", state)
+        if which == "last":
+            self._last_saved = (self.step, self.epoch, self.batch_in_epoch)
         self.bus.publish(CheckpointSaved(self.step, path=str(path), which=which))
 
     def _restore(self, path: Path) -> None:
@@ -830,8 +845,12 @@ class Engine:
 
     # ----------------------------------------------------------------------------- finish
     def _finish(self, status: str, started: float) -> RunResult:
-        self._checkpoint("last")
+        # A final evaluation may just have saved this very position.
+        if self._last_saved != (self.step, self.epoch, self.batch_in_epoch):
+            self._checkpoint("last")
         self._evaluate_test()
+        if self.teacher is not None:
+            self._compare_with_teacher()
         self._set_state("finished", "")
         best = self.run_dir / "checkpoints" / "best.pt"
         self.bus.publish(

@@ -81,10 +81,14 @@ class LoadReport:
 
     def summary(self) -> str:
         total = sum(s.tensors for s in self.stages.values())
+        adapted = (
+            f" ({self.adapted} adapted 3D->1D by {self.adapt})"
+            if self.source_format.startswith("i3d")
+            else ""
+        )
         return (
             f"pretrained {self.source_format} from {self.source}: {self.loaded}/{total} tensors "
-            f"loaded ({self.adapted} adapted 3D->1D by {self.adapt}), {self.skipped} skipped, "
-            f"{len(self.unmatched)} checkpoint keys unused"
+            f"loaded{adapted}, {self.skipped} skipped, {len(self.unmatched)} checkpoint keys unused"
         )
 
     def lines(self, examples: int = 2) -> list[str]:

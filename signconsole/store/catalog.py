@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from signconsole.store.db import connect, read_meta
+from signconsole.store.db import connect, last_metric_step, read_meta
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class RunSummary:
     started: float | None
     unit: str
     ended: float | None = None  # finish time, or the newest event of a live/killed run
+    test_error_rate: float | None = None  # the best checkpoint on the test split, at the end
 
     @property
     def duration(self) -> float | None:
@@ -51,12 +52,15 @@ def summarize(run_dir: Path) -> RunSummary | None:
         connection = connect(database, readonly=True)
         try:
             meta = read_meta(connection)
-            steps = connection.execute("SELECT max(step) FROM metrics").fetchone()[0] or 0
+            steps = last_metric_step(connection)
             best = connection.execute(
                 "SELECT error_rate, step FROM evals WHERE split = 'dev' "
                 "ORDER BY error_rate, step LIMIT 1"
             ).fetchone()
             heartbeat = connection.execute("SELECT max(time) FROM events").fetchone()[0]
+            test = connection.execute(
+                "SELECT error_rate FROM evals WHERE split = 'test' ORDER BY step DESC LIMIT 1"
+            ).fetchone()
         finally:
             connection.close()
     except sqlite3.Error:
@@ -77,6 +81,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
         started=meta.get("started"),
         unit=meta.get("unit", "gloss"),
         ended=meta.get("finished") or heartbeat,
+        test_error_rate=test["error_rate"] if test else None,
     )
 
 

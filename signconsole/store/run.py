@@ -22,6 +22,7 @@ from signconsole.events import (
     AlarmRaised,
     CheckpointSaved,
     CommandApplied,
+    DistillationSummary,
     EvalFinished,
     Event,
     PretrainedLoaded,
@@ -71,6 +72,8 @@ class RunRecorder:
                 "logit_std": event.logit_std,
                 "epoch": float(event.epoch),
             }
+            if event.teacher_ms:
+                values["teacher_ms"] = event.teacher_ms
             values.update({f"train/{k}": v for k, v in event.parts.items()})
             values.update({f"grad_norm/{k}": v for k, v in event.stage_grad_norms.items()})
             db.add_metrics(event.step, values)
@@ -153,6 +156,10 @@ class RunRecorder:
                 )
             elif isinstance(event, StateChanged):
                 db.set_meta(status=event.state, heartbeat=event.time)
+            elif isinstance(event, DistillationSummary):
+                (self.run_dir / "comparison.json").write_text(
+                    json.dumps({"unit": event.unit, "models": list(event.rows)}, indent=2) + "\n"
+                )
             elif isinstance(event, PretrainedLoaded):
                 db.set_meta(pretrained=event.report[0] if event.report else event.source)
             elif isinstance(event, RunFinished):
@@ -192,5 +199,7 @@ def _describe(event: Event) -> str:
         return f"checkpoint {event.which} -> {event.path}"
     if isinstance(event, PretrainedLoaded):
         return "\n".join(event.report)
+    if isinstance(event, DistillationSummary):
+        return "teacher vs student\n" + "\n".join(f"  {line}" for line in event.table)
     fields = {k: v for k, v in dataclasses.asdict(event).items() if k not in ("time", "step")}
     return f"{type(event).__name__} {json.dumps(fields, default=str)[:300]}"

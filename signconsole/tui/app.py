@@ -25,6 +25,8 @@ class SignConsole(App):
         overrides: tuple[str, ...] = (),
         resume: Path | None = None,
         host: EngineHost | None = None,
+        review: Path | None = None,
+        zoom: tuple[int, int] | None = None,
     ) -> None:
         """`host`: run a prepared EngineHost (tests feed a recorded run through one)."""
         super().__init__()
@@ -32,9 +34,16 @@ class SignConsole(App):
         self.profiles_dir = profiles_dir or Path("profiles")
         self.runs_dir = runs_dir
         self.host: EngineHost | None = host
+        self.review, self.zoom = review, zoom  # `signconsole show RUN`
 
     def on_mount(self) -> None:
-        if self.host is not None:
+        if self.review is not None:
+            from signconsole.store.reader import RunReader
+            from signconsole.tui.review import ReviewScreen, Zoom
+
+            zoom = Zoom(*self.zoom) if self.zoom else Zoom()
+            self.push_screen(ReviewScreen(RunReader(self.review), zoom))
+        elif self.host is not None:
             self.push_screen(RunScreen(self.host))
         elif self.profile is not None:
             self.start(Choice(self.profile, self.resume))

@@ -37,6 +37,8 @@ def status_text(view: RunView, width: int = 120) -> Text:
     ]
     if view.frames_per_second:
         parts.append((2, f" · {view.frames_per_second:,.0f} fr/s", ""))
+    if view.teacher_ms:
+        parts.append((3, f" · teacher {view.teacher_ms:.0f} ms/batch", "dim"))
     if eta is not None:
         parts.append((1, f" · ETA {format_duration(eta)}", ""))
     if view.best_error_rate is not None:
@@ -238,6 +240,9 @@ class DecodesPane(Static):
         if evaluation is None:
             return Text("no evaluation yet: sample decodes appear after the first one", style="dim")
         text = Text()
+        if view.comparison:
+            text.append("teacher vs student\n", style="bold")
+            text.append("\n".join(view.comparison) + "\n\n")
         text.append(
             f"step {evaluation.step} dev {view.rate_name} {evaluation.error_rate:.1%} ",
             style="bold",
@@ -253,6 +258,9 @@ class DecodesPane(Static):
         text.append(" -del", style="red strike")
         if view.test_eval is not None:
             text.append(f"   test {view.rate_name} {view.test_eval.error_rate:.1%}", style="bold")
+        if view.eval_position is not None:
+            index, count = view.eval_position
+            text.append(f"\nevaluation {index + 1} of {count}   , older  . newer", style="dim")
         for sample in evaluation.samples:
             text.append(f"\n{sample.id}  {sample.error_rate:.0%}", style="dim")
             text.append("\n  ref    ")

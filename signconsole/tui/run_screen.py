@@ -47,7 +47,7 @@ class RunScreen(Screen):
         Binding("q", "quit_run", "quit", id="quit"),
     ]
 
-    def __init__(self, host: EngineHost) -> None:
+    def __init__(self, host: EngineHost | None) -> None:
         super().__init__()
         self.host = host
         self.view = RunView()
@@ -75,6 +75,8 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(StagesPane).focus()  # arrow keys pick the stage that f toggles
         self.query_one("#status", Static).update(status_text(self.view, self.size.width))
+        if self.host is None:  # review mode (a subclass reads a run's store instead)
+            return
         self.set_interval(DRAIN_INTERVAL, self.drain)
         loop = asyncio.get_running_loop()
         # A paused engine shows PAUSED within a frame instead of up to a drain tick later
@@ -120,7 +122,8 @@ class RunScreen(Screen):
                 )
 
     def on_unmount(self) -> None:
-        self.host.wake = None
+        if self.host is not None:
+            self.host.wake = None
 
     def refresh_panes(self, force_charts: bool = False) -> None:
         # The status line is one row high whatever it says: no relayout of the screen for it.

@@ -16,6 +16,7 @@ from signconsole.events import (
     AlarmRaised,
     CheckpointSaved,
     CommandApplied,
+    DistillationSummary,
     EvalFinished,
     Event,
     PretrainedLoaded,
@@ -78,6 +79,11 @@ class RunView:
     best_error_rate: float | None = None
     best_step: int | None = None
     lr: float | None = None
+    teacher_ms: float = 0.0  # distillation: the teacher's forward pass per batch
+    comparison: tuple[str, ...] = ()  # distillation: teacher vs student table, at the end
+    # Review: steps of the dev evaluations, and which one the Decodes tab shows (index, count).
+    evaluations: list[int] = field(default_factory=list)
+    eval_position: tuple[int, int] | None = None
     series: dict[str, Series] = field(default_factory=dict)
     stages: dict[str, StageView] = field(default_factory=dict)
     schedule: list[tuple[int, list[str]]] = field(default_factory=list)
@@ -144,6 +150,7 @@ class RunView:
         self._rate_anchor = (now, event.step)
         self.step, self.epoch = event.step, event.epoch
         self.frames_per_second, self.lr = event.frames_per_second, event.lr
+        self.teacher_ms = event.teacher_ms
         self.series_for("train/loss").add(event.step, event.loss)
         for part, value in event.parts.items():
             if len(event.parts) > 1:
@@ -203,6 +210,19 @@ class RunView:
                 "warning" if event.notes else "info",
                 summary,
                 "; ".join(event.notes),
+            )
+        )
+
+    def _on_DistillationSummary(self, event: DistillationSummary) -> None:
+        self.comparison = event.table
+        self.decodes_version += 1
+        self._timeline(
+            TimelineEntry(
+                event.step,
+                event.time,
+                "summary",
+                "info",
+                "teacher vs student: see the Decodes tab (and comparison.json)",
             )
         )
 

@@ -1,0 +1,140 @@
+"""The teacher of a distillation run: found from `distill.teacher`, checked, frozen.
+
+The teacher comes with its own profile and vocabulary (both are in every signconsole checkpoint),
+so its architecture is rebuilt exactly and its outputs mean the same tokens as the student's. What
+must agree with the student's data is checked before training: the vocabulary (same tokens in the
+same order) and the feature normalization (mode, coordinates and, for corpus_stats, the
+statistics), since the teacher only knows features normalized the way it was trained on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from signconsole.config import Profile
+from signconsole.data.normalize import FeatureStats
+from signconsole.errors import UserError
+from signconsole.models.base import ModelOutput
+from signconsole.models.pretrained import read_state, resolve_checkpoint
+from signconsole.models.registry import build_model
+from signconsole.profile import ProfileError, profile_from_dict, resolve_path
+
+
+class TeacherError(UserError):
+    pass
+
+
+@dataclass
+class Teacher:
+    model: nn.Module
+    profile: Profile  # the teacher's own, as it was trained
+    checkpoint: Path
+    run_dir: Path | None  # when the checkpoint sits in a run directory
+    device: torch.device
+    bf16: bool  # autocast on CUDA: the teacher's forward pass is half the cost
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> ModelOutput:
+        """Eval mode, no autograd graph: the teacher's gradients are never computed."""
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        )
+        with torch.no_grad(), autocast:
+            return self.model(features, lengths)
+
+
+def load_teacher(
+    profile: Profile,
+    vocabulary: list[str],
+    stats: FeatureStats | None,
+    device: torch.device,
+) -> Teacher:
+    key = "distill.teacher"
+    if not profile.distill.teacher:
+        raise TeacherError(
+            f'{key} is empty; kind = "distill" needs the teacher: a run directory, a checkpoint, '
+            'or a glob such as "../runs/*-demo-teacher"'
+        )
+    checkpoint = resolve_checkpoint(str(resolve_path(profile, profile.distill.teacher)), key)
+    state = read_state(checkpoint)
+    missing = [name for name in ("model", "profile", "vocabulary") if name not in state]
+    if missing:
+        raise TeacherError(
+            f"{key}: {checkpoint} is not a signconsole checkpoint (no {', '.join(missing)} in "
+            "it); the teacher must be trained with signconsole so its profile and vocabulary "
+            "come with it"
+        )
+    try:
+        teacher_profile = profile_from_dict(state["profile"], source=str(checkpoint))
+    except ProfileError as error:
+        raise TeacherError(f"{key}: {checkpoint}: its profile does not load: {error}") from None
+    check_vocabulary(list(state["vocabulary"]), vocabulary, checkpoint)
+    check_normalization(profile, teacher_profile, stats, state.get("stats"), checkpoint)
+    model = build_model(teacher_profile.model, len(vocabulary))
+    model.load_state_dict(state["model"])
+    model.requires_grad_(False)
+    model.eval()
+    model.to(device)
+    run_dir = checkpoint.parent.parent
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return Teacher(
+        model,
+        teacher_profile,
+        checkpoint,
+        run_dir if (run_dir / "run.db").exists() else None,
+        device,
+        bf16,
+    )
+
+
+def check_vocabulary(teacher: list[str], student: list[str], checkpoint: Path) -> None:
+    if teacher == student:
+        return
+    first = next(
+        (i for i, (a, b) in enumerate(zip(teacher, student, strict=False)) if a != b),
+        min(len(teacher), len(student)),
+    )
+    theirs = teacher[first] if first < len(teacher) else "(end)"
+    ours = student[first] if first < len(student) else "(end)"
+    raise TeacherError(
+        f"distill.teacher: {checkpoint}: the teacher's vocabulary ({len(teacher)} tokens) differs "
+        f"from this corpus's ({len(student)}): at index {first} the teacher has {theirs!r}, the "
+        f"corpus {ours!r}; distill on the corpus the teacher was trained on"
+    )
+
+
+def check_normalization(
+    profile: Profile,
+    teacher_profile: Profile,
+    stats: FeatureStats | None,
+    teacher_stats: dict | None,
+    checkpoint: Path,
+) -> None:
+    ours, theirs = profile.data, teacher_profile.data
+    for name in ("normalization", "coordinates"):
+        if getattr(ours, name) != getattr(theirs, name):
+            raise TeacherError(
+                f"distill.teacher: {checkpoint}: the teacher was trained with data.{name} = "
+                f"{getattr(theirs, name)!r}, this profile has {getattr(ours, name)!r}; the "
+                "teacher only understands features prepared its way: set the same value"
+            )
+    if stats is None or teacher_stats is None:
+        return
+    mean, scale = teacher_stats["mean"].float(), teacher_stats["scale"].float()
+    same = torch.allclose(mean, stats.mean, rtol=1e-3, atol=1e-4) and torch.allclose(
+        scale, stats.scale, rtol=1e-3, atol=1e-6
+    )
+    if not same:
+        raise TeacherError(
+            f"distill.teacher: {checkpoint}: the teacher's feature statistics (corpus_stats) "
+            "differ from this corpus's train split, so it would see differently scaled features; "
+            "distill on the teacher's corpus and split sizes"
+        )

@@ -1,0 +1,101 @@
+"""Training losses: CTC (log_softmax applied here, exactly once) and knowledge distillation.
+
+Both take raw logits. The model never normalizes its output (seed 001: log_softmax applied twice,
+or never, left a teacher at 100% WER), so this module is the one place probabilities are made.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from signconsole.models.base import ModelOutput
+
+
+def ctc_min_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Frames CTC needs per sample: one per label plus one blank between each repeated pair."""
+    needed = []
+    offset = 0
+    for length in target_lengths.tolist():
+        labels = targets[offset : offset + length]
+        repeats = int((labels[1:] == labels[:-1]).sum()) if length > 1 else 0
+        needed.append(length + repeats)
+        offset += length
+    return torch.tensor(needed, dtype=torch.long)
+
+
+def ctc_loss(
+    output: ModelOutput, targets: torch.Tensor, target_lengths: torch.Tensor
+) -> torch.Tensor:
+    """Mean over feasible samples of CTC / target length. Samples with fewer output frames than
+    their labels need are left out (CTC would be inf for them); the engine reports them."""
+    log_probs = output.logits.float().log_softmax(-1)
+    lengths = output.lengths.cpu()
+    feasible = lengths >= ctc_min_lengths(targets, target_lengths)
+    ctc = F.ctc_loss(
+        log_probs.transpose(0, 1),
+        targets.to(log_probs.device),
+        lengths,
+        target_lengths,
+        blank=0,
+        reduction="none",
+        zero_infinity=False,
+    )
+    per_sample = ctc / target_lengths.to(ctc.device).clamp(min=1)
+    mask = feasible.to(ctc.device)
+    # where(), not a product: an infeasible sample's loss is inf, and inf * 0 is NaN.
+    return torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def resample_time(
+    probs: torch.Tensor, lengths: torch.Tensor, target_lengths: torch.Tensor, frames: int
+) -> torch.Tensor:
+    """Resample per-frame distributions [B, T, V] with `lengths` valid frames to `target_lengths`
+    valid frames (padded to `frames`), by linear interpolation between the two nearest source
+    frames.
+
+    Frame centres are aligned, not frame edges: target frame j sits at source position
+    (j + 0.5) * L / L' - 0.5, clamped to the valid range, as in `F.interpolate(...,
+    align_corners=False)`. A mix of two distributions is a distribution, so every resampled
+    frame still sums to 1. Equal lengths return the input frames unchanged.
+    """
+    batch = probs.shape[0]
+    device = probs.device
+    source = lengths.to(device=device, dtype=torch.float32)[:, None]
+    target = target_lengths.to(device=device, dtype=torch.float32)[:, None].clamp(min=1)
+    j = torch.arange(frames, device=device, dtype=torch.float32)[None, :]
+    position = ((j + 0.5) * source / target - 0.5).clamp(min=0)
+    position = torch.minimum(position, (source - 1).clamp(min=0))
+    low = position.floor().long()
+    high = torch.minimum(low + 1, (source - 1).clamp(min=0).long())
+    weight = (position - low.float())[..., None]
+    index = torch.arange(batch, device=device)[:, None]
+    resampled = (1 - weight) * probs[index, low] + weight * probs[index, high]
+    valid = j < target_lengths.to(device)[:, None]
+    return torch.where(valid[..., None], resampled, 0.0)
+
+
+def distillation_loss(
+    student: ModelOutput, teacher: ModelOutput, temperature: float
+) -> torch.Tensor:
+    """T^2 * KL(teacher || student) per frame, averaged over the student's valid frames.
+
+    Both sides are softened by the temperature (Hinton et al. 2015); T^2 keeps the gradient scale
+    independent of T. Teacher posteriors are resampled to the student's frames when their output
+    lengths differ (different temporal strides). Padding frames never count.
+    """
+    frames = student.logits.shape[1]
+    teacher_probs = (teacher.logits.float() / temperature).softmax(-1)
+    if teacher.logits.shape[1] != frames or not torch.equal(
+        teacher.lengths.cpu(), student.lengths.cpu()
+    ):
+        teacher_probs = resample_time(teacher_probs, teacher.lengths, student.lengths, frames)
+    student_log_probs = (student.logits.float() / temperature).log_softmax(-1)
+    # xlogy: 0 * log 0 = 0 for classes the teacher rules out completely.
+    per_frame = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * student_log_probs).sum(
+        -1
+    )
+    lengths = student.lengths.to(per_frame.device)
+    valid = torch.arange(frames, device=per_frame.device)[None, :] < lengths[:, None]
+    total = torch.where(valid, per_frame, 0.0).sum()
+    return temperature**2 * total / valid.sum().clamp(min=1)

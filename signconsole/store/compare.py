@@ -1,0 +1,76 @@
+"""What differs between runs: best metrics side by side and the profile keys that differ."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from signconsole.store.reader import RunReader
+
+MISSING = "(unset)"
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and inline tables stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):  # an empty table adds no key: its keys show as unset
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def profile_diff(profiles: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """(dotted key, value per profile) for every key whose values are not all equal."""
+    flats = [flatten(profile) for profile in profiles]
+    keys = sorted(set().union(*flats)) if flats else []
+    rows = []
+    for key in keys:
+        values = [flat.get(key, MISSING) for flat in flats]
+        if any(value != values[0] for value in values[1:]):
+            rows.append((key, values))
+    return rows
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    name: str  # run directory name
+    kind: str
+    status: str
+    unit: str
+    parameters: int
+    best_error_rate: float | None
+    best_step: int | None
+    test_error_rate: float | None
+    best_dev_loss: float | None
+    steps: int
+    duration: float | None
+    profile: dict[str, Any]
+
+
+def run_facts(reader: RunReader) -> RunFacts:
+    summary = reader.summary()
+    meta = reader.meta()
+    try:
+        profile = tomllib.loads(reader.profile_text())
+    except tomllib.TOMLDecodeError:
+        profile = {}
+    dev = [e for e in reader.evals("dev") if math.isfinite(e.loss)]
+    return RunFacts(
+        name=reader.run_dir.name,
+        kind=meta.get("kind", "?"),
+        status=summary.status if summary else "unknown",
+        unit=meta.get("unit", "gloss"),
+        parameters=sum((meta.get("parameters") or {}).values()),
+        best_error_rate=summary.best_error_rate if summary else None,
+        best_step=summary.best_step if summary else None,
+        test_error_rate=summary.test_error_rate if summary else None,
+        best_dev_loss=min((e.loss for e in dev), default=None),
+        steps=summary.steps if summary else 0,
+        duration=summary.duration if summary else None,
+        profile=profile,
+    )

@@ -1,0 +1,196 @@
+"""Reading a run back: review, compare, export and attach all go through here.
+
+Read-only SQLite connection (WAL: the run may still be writing). Series are always downsampled in
+SQL (`metric_series`), so opening a run with millions of metric rows costs a few indexed queries,
+never a full load. Commands for a live run go into its `commands` table through a separate
+writable connection, opened only when a command is sent; the engine applies them at its next
+step boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from signconsole.errors import UserError
+from signconsole.events import Command, EvalFinished, to_payload
+from signconsole.store.catalog import RunSummary, summarize
+from signconsole.store.db import (
+    connect,
+    last_metric_step,
+    last_metric_value,
+    metric_names,
+    metric_series,
+    read_meta,
+)
+
+
+class RunNotFound(UserError):
+    pass
+
+
+def find_run(text: str, runs_dir: str | Path = "runs") -> Path:
+    """A run directory from a path, a directory name in `runs_dir`, or the end of one (the
+    newest match: `demo-student` picks the newest `*-demo-student` run)."""
+    path = Path(text)
+    if (path / "run.db").exists():
+        return path
+    root = Path(runs_dir)
+    candidate = root / text
+    if (candidate / "run.db").exists():
+        return candidate
+    if root.is_dir():
+        matches = sorted(
+            d for d in root.iterdir() if (d / "run.db").exists() and d.name.endswith(text)
+        )
+        if matches:
+            return matches[-1]
+    raise RunNotFound(
+        f"{text}: no run there (a run directory holds run.db); give a path, or a run name from "
+        f"`signconsole runs --dir {root}`"
+    )
+
+
+@dataclass(frozen=True)
+class DecodeRow:
+    sample_id: str
+    reference: tuple[str, ...]
+    greedy: tuple[str, ...]
+    beam: tuple[str, ...]
+    error_rate: float
+
+
+class RunReader:
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        database = self.run_dir / "run.db"
+        if not database.exists():
+            raise RunNotFound(f"{self.run_dir}: not a run directory (no run.db)")
+        try:
+            self.connection = connect(database, readonly=True)
+        except sqlite3.Error as error:
+            raise RunNotFound(f"{database}: cannot open ({error})") from None
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------- reading
+    def meta(self) -> dict[str, Any]:
+        return read_meta(self.connection)
+
+    def summary(self) -> RunSummary | None:
+        return summarize(self.run_dir)
+
+    def profile_text(self) -> str:
+        path = self.run_dir / "profile.toml"
+        return path.read_text() if path.exists() else ""
+
+    def metric_names(self) -> list[str]:
+        return metric_names(self.connection)
+
+    def last_value(self, name: str) -> float | None:
+        return last_metric_value(self.connection, name)
+
+    def series(
+        self, name: str, points: int = 500, start: int | None = None, end: int | None = None
+    ) -> list[tuple[int, float | None]]:
+        return metric_series(self.connection, name, points, start, end)
+
+    def last_step(self) -> int:
+        return last_metric_step(self.connection)
+
+    def evals(self, split: str | None = None) -> list[EvalFinished]:
+        """Evaluations as the events that recorded them (without their sample decodes)."""
+        query, parameters = "SELECT * FROM evals", ()
+        if split:
+            query, parameters = query + " WHERE split = ?", (split,)
+        rows = self.connection.execute(query + " ORDER BY step", parameters).fetchall()
+        return [
+            EvalFinished(
+                row["step"],
+                time=row["time"],
+                epoch=row["epoch"],
+                split=row["split"],
+                loss=math.nan if row["loss"] is None else row["loss"],
+                error_rate=math.nan if row["error_rate"] is None else row["error_rate"],
+                substitutions=row["substitutions"],
+                deletions=row["deletions"],
+                insertions=row["insertions"],
+                reference_words=row["reference_words"],
+                unit=row["unit"],
+                is_best=bool(row["is_best"]),
+                blank_only=row["blank_only"] or 0.0,
+            )
+            for row in rows
+        ]
+
+    def decodes(self, step: int) -> list[DecodeRow]:
+        rows = self.connection.execute(
+            "SELECT * FROM decodes WHERE step = ? ORDER BY rowid", (step,)
+        ).fetchall()
+
+        def words(text: str) -> tuple[str, ...]:
+            return tuple(text.split()) if text else ()
+
+        return [
+            DecodeRow(
+                row["sample_id"],
+                words(row["reference"]),
+                words(row["greedy"]),
+                words(row["beam"]),
+                row["error_rate"],
+            )
+            for row in rows
+        ]
+
+    def events(self, after_rowid: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
+        """(rowid, type, payload) of lifecycle events, oldest first."""
+        rows = self.connection.execute(
+            "SELECT rowid, type, payload FROM events WHERE rowid > ? ORDER BY rowid",
+            (after_rowid,),
+        ).fetchall()
+        return [(row["rowid"], row["type"], json.loads(row["payload"])) for row in rows]
+
+    def alarms(self) -> list[dict[str, Any]]:
+        rows = self.connection.execute("SELECT * FROM alarms ORDER BY step, time").fetchall()
+        return [{**dict(row), "batch_ids": tuple(json.loads(row["batch_ids"]))} for row in rows]
+
+    def change_marker(self) -> tuple:
+        """Cheap to read; changes whenever the run wrote anything a reviewer shows."""
+        return tuple(
+            self.connection.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
+            for table in ("metrics", "evals", "alarms", "events")
+        )
+
+    # -------------------------------------------------------------------------- commanding
+    def send(self, command: Command, source: str = "attach") -> None:
+        """Queue a command for the engine training this run (applied at its next step)."""
+        database = self.run_dir / "run.db"
+        command = dataclasses.replace(command, source=source)
+        try:
+            connection = sqlite3.connect(database, timeout=10)
+            try:
+                connection.execute(
+                    "INSERT INTO commands (time, source, payload) VALUES (?, ?, ?)",
+                    (time.time(), source, json.dumps(to_payload(command))),
+                )
+                connection.commit()
+            finally:
+                connection.close()
+        except sqlite3.OperationalError as error:
+            raise UserError(
+                f"{database}: cannot queue the command ({error}); only the user who owns the "
+                "run directory can control a run"
+            ) from None
