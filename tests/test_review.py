@@ -198,3 +198,35 @@ def test_reader_refuses_a_directory_without_a_store(tmp_path: Path) -> None:
 
     with pytest.raises(RunNotFound, match="no run.db"):
         RunReader(tmp_path)
+
+
+async def test_picker_reviews_and_compares_marked_runs(small_profile, train, runs_dir, tmp_path):
+    from signconsole.tui.compare_screen import CompareScreen
+    from signconsole.tui.review import ReviewScreen
+
+    train(small_profile())
+    train(small_profile("model.hidden=96"))
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    app = SignConsole(profiles_dir=profiles, runs_dir=str(runs_dir))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("tab")  # from the (empty) profiles list to the runs
+        assert app.focused.id == "runs"
+        await pilot.press("v")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ReviewScreen) and app.screen.view.step == 12
+        await pilot.press("q")  # back to the picker, not out of the app
+        await pilot.pause(0.2)
+        picker = app.screen
+        await pilot.press("m", "down", "m")
+        assert len(picker.marked) == 2
+        await pilot.press("c")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.runs == [Path(p) for p in picker.marked]
+        screen_text = app.export_screenshot().replace("&#160;", " ")  # the screen, as SVG
+        assert "best metrics" in screen_text and "test (best ckpt)" in screen_text
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert app.screen is picker

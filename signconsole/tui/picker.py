@@ -56,7 +56,10 @@ class Choice:
 class PickerScreen(Screen[Choice]):
     BINDINGS = [
         Binding("enter", "choose", "start / resume", id="choose", show=True),
-        Binding("tab", "focus_next", "switch list", show=True),
+        Binding("tab", "app.focus_next", "switch list", show=True),
+        Binding("v", "review", "review run", id="review"),
+        Binding("m", "mark", "mark run", id="mark"),
+        Binding("c", "compare", "compare marked", id="compare"),
         Binding("q", "app.quit", "quit", id="quit"),
     ]
 
@@ -65,6 +68,7 @@ class PickerScreen(Screen[Choice]):
         self.profiles_dir, self.runs_dir = profiles_dir, runs_dir
         self.profiles: dict[str, ProfileRow] = {}
         self.runs: dict[str, RunSummary] = {}
+        self.marked: list[str] = []  # run paths marked for comparison, in marking order
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -90,6 +94,7 @@ class PickerScreen(Screen[Choice]):
             table.add_row(mark, row.name, row.kind, row.model, row.data, key=str(row.path))
             self.profiles[str(row.path)] = row
         runs = self.query_one("#runs", DataTable)
+        runs.add_column("", key="mark")
         runs.add_columns("run", "kind", "status", "best", "steps", "started")
         for run in list_runs(self.runs_dir)[:30]:
             best = "-" if run.best_error_rate is None else f"{run.best_error_rate:.1%}"
@@ -97,6 +102,7 @@ class PickerScreen(Screen[Choice]):
                 time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
             )
             runs.add_row(
+                "",
                 run.path.name,
                 run.kind,
                 run.status,
@@ -145,7 +151,13 @@ class PickerScreen(Screen[Choice]):
                     else "no checkpoint to resume"
                 )
             )
-            detail.update(Text(f"{run.path} ({run.status}): {how}", style="dim"))
+            detail.update(
+                Text(
+                    f"{run.path} ({run.status}): {how}; v reviews it, m marks it, c compares "
+                    f"the marked runs ({len(self.marked)} marked)",
+                    style="dim",
+                )
+            )
 
     @on(DataTable.RowSelected)
     def _row_selected(self) -> None:
@@ -171,3 +183,43 @@ class PickerScreen(Screen[Choice]):
             )
             return
         self.dismiss(Choice(run.path / "profile.toml", resume=run.path))
+
+    # ------------------------------------------------------------------ review and compare
+    def _highlighted_run(self) -> RunSummary | None:
+        selected = self._selected()
+        if selected is None or selected[0] != "runs":
+            self.notify(
+                "pick a run in the runs list first (tab switches lists)", severity="warning"
+            )
+            return None
+        return self.runs[selected[1]]
+
+    def action_review(self) -> None:
+        run = self._highlighted_run()
+        if run is None:
+            return
+        from signconsole.store.reader import RunReader
+        from signconsole.tui.review import ReviewScreen
+
+        self.app.push_screen(ReviewScreen(RunReader(run.path)))
+
+    def action_mark(self) -> None:
+        run = self._highlighted_run()
+        if run is None:
+            return
+        key = str(run.path)
+        if key in self.marked:
+            self.marked.remove(key)
+        else:
+            self.marked.append(key)
+        table = self.query_one("#runs", DataTable)
+        table.update_cell(key, "mark", Text("●", style="bold cyan") if key in self.marked else "")
+        self._show_detail()
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with m, then c compares them", severity="warning")
+            return
+        from signconsole.tui.compare_screen import CompareScreen
+
+        self.app.push_screen(CompareScreen([Path(p) for p in self.marked]))

@@ -217,7 +217,11 @@ class ReviewScreen(RunScreen):
         self.notify(f"{note}: sent to the run, applied at its next step", timeout=2)
 
     def action_quit_run(self) -> None:
-        self.app.exit()  # leaving a review never touches the run
+        # Leaving a review never touches the run: back to the picker, or out of `show`.
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
 
     # ---------------------------------------------------------------------- navigation
     def _span(self) -> tuple[int, int]:
