@@ -97,10 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", required=True)
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a split")
-    evaluate.add_argument("run")
+    evaluate.add_argument("run", help="run directory (its best.pt) or a checkpoint file")
+    evaluate.add_argument(
+        "--data", metavar="CORPUS_DIR", help="a Phoenix-layout corpus (default: the run's own)"
+    )
+    evaluate.add_argument("--split", choices=("dev", "test", "train"), default="test")
+    evaluate.add_argument(
+        "--beam", type=int, default=1, help="beam width; 1 = greedy decoding (as in training)"
+    )
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.add_argument("--dir", default="runs", help="runs directory for run names")
+    evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    evaluate.add_argument(
+        "--ctm", metavar="FILE", help="write hypotheses as CTM (for the Phoenix sclite scoring)"
+    )
     decode = commands.add_parser("decode", help="decode feature files with a checkpoint")
-    decode.add_argument("run")
-    decode.add_argument("files", nargs="+")
+    decode.add_argument("run", help="run directory (its best.pt) or a checkpoint file")
+    decode.add_argument("files", nargs="+", help=".pose, landmark .npz/.npy or feature .npy")
+    decode.add_argument("--beam", type=int, default=5)
+    decode.add_argument("--device", default="auto")
+    decode.add_argument("--dir", default="runs", help="runs directory for run names")
     export = commands.add_parser("export", help="export a run's metrics (csv, tensorboard)")
     export.add_argument("run", help="run directory, or a run name in --dir")
     export.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
@@ -227,6 +243,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.export import export_command
 
         return export_command(args.run, args.dir, args.format, args.out)
+    if command == "eval":
+        from signconsole.commands.evaluate import eval_command
+
+        return eval_command(
+            args.run, args.data, args.split, args.beam, args.device, args.json, args.ctm, args.dir
+        )
+    if command == "decode":
+        from signconsole.commands.evaluate import decode_command
+
+        return decode_command(args.run, args.files, args.beam, args.device, args.dir)
     if command == "data":
         from signconsole.commands import data
 

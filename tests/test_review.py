@@ -123,7 +123,7 @@ async def test_attach_pauses_and_resumes_a_headless_run(tmp_path: Path) -> None:
 
             await pilot.press("space")  # Resume
             await until(lambda: steps() > paused_at + 2, "training to restart")
-            assert screen.view.state == "running"
+            await until(lambda: screen.view.state == "running", "RUNNING on screen")
             with RunReader(run_dir()) as reader:
                 applied = reader.connection.execute(
                     "SELECT source, applied_step FROM commands ORDER BY id"

@@ -63,8 +63,12 @@ def evaluate_model(
     wer_normalization: str = "none",
     samples: int = 0,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    decoder: str = "greedy",
 ) -> EvalResult:
-    """The model is put in eval mode and left there; callers restore training mode."""
+    """The model is put in eval mode and left there; callers restore training mode.
+
+    `decoder`: "greedy" (the engine's evaluations) or "beam" (every hypothesis by prefix beam
+    search with `beam_width`; `signconsole eval --beam N`). Sample decodes always show both."""
     model.eval()
     started = time.perf_counter()
     total_loss, total_count, emitted = 0.0, 0, 0
@@ -87,10 +91,12 @@ def evaluate_model(
             total_count += len(batch.ids)
         log_probs = output.logits.float().log_softmax(-1)
         greedy = greedy_decode(log_probs, output.lengths)
+        chosen = beam_decode(log_probs, output.lengths, beam_width) if decoder == "beam" else greedy
         for row, sample_id in enumerate(batch.ids):
             reference = list(by_id[sample_id].glosses)
             emitted += bool(greedy[row])
-            hypothesis = clean(vocabulary.decode(greedy[row]))
+            hypothesis = clean(vocabulary.decode(chosen[row]))
+            greedy_hypothesis = clean(vocabulary.decode(greedy[row]))
             references.append(reference)
             hypotheses.append(hypothesis)
             ids.append(sample_id)
@@ -103,7 +109,7 @@ def evaluate_model(
                     SampleDecode(
                         sample_id,
                         tuple(reference),
-                        tuple(hypothesis),
+                        tuple(greedy_hypothesis),
                         tuple(beam),
                         error_counts([reference], [beam]).rate,
                     )

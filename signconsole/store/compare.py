@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from signconsole.store.reader import RunReader
@@ -50,6 +51,13 @@ class RunFacts:
     steps: int
     duration: float | None
     profile: dict[str, Any]
+    evaluations: tuple[str, ...] = ()  # `signconsole eval` results stored with the run
+
+
+def describe_evaluation(row: dict[str, Any]) -> str:
+    name = "LER" if row["unit"] == "letter" else "WER"
+    data = Path(row["data"]).name
+    return f"{row['split']} of {data} (step {row['step']}, {row['decoder']}): {name} {row['error_rate']:.2%}"
 
 
 def run_facts(reader: RunReader) -> RunFacts:
@@ -73,4 +81,5 @@ def run_facts(reader: RunReader) -> RunFacts:
         steps=summary.steps if summary else 0,
         duration=summary.duration if summary else None,
         profile=profile,
+        evaluations=tuple(describe_evaluation(r) for r in reader.stored_evaluations()),
     )

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS alarms (
     stage TEXT, batch_ids TEXT);
 CREATE TABLE IF NOT EXISTS events (
     step INTEGER NOT NULL, time REAL, type TEXT, payload TEXT);
+CREATE TABLE IF NOT EXISTS evaluations (
+    time REAL, checkpoint TEXT, step INTEGER, data TEXT, split TEXT, decoder TEXT, unit TEXT,
+    error_rate REAL, substitutions INTEGER, deletions INTEGER, insertions INTEGER,
+    reference_words INTEGER, sequences INTEGER, report TEXT);
 CREATE TABLE IF NOT EXISTS commands (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL, source TEXT, payload TEXT,
     applied_step INTEGER);

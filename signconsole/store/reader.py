@@ -136,6 +136,18 @@ class RunReader:
             for row in rows
         ]
 
+    def stored_evaluations(self) -> list[dict[str, Any]]:
+        """Results of `signconsole eval` on this run's checkpoints, oldest first."""
+        try:
+            rows = self.connection.execute(
+                "SELECT time, checkpoint, step, data, split, decoder, unit, error_rate, "
+                "substitutions, deletions, insertions, reference_words, sequences "
+                "FROM evaluations ORDER BY time"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a run recorded before the table existed
+            return []
+        return [dict(row) for row in rows]
+
     def decodes(self, step: int) -> list[DecodeRow]:
         rows = self.connection.execute(
             "SELECT * FROM decodes WHERE step = ? ORDER BY rowid", (step,)

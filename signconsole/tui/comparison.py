@@ -79,6 +79,8 @@ def best_metrics_table(facts, colours) -> Table:
         "steps": [str(f.steps) for f in facts],
         "duration": [format_duration(f.duration) for f in facts],
     }
+    if any(f.evaluations for f in facts):
+        rows["signconsole eval"] = ["\n".join(f.evaluations[-3:]) or "-" for f in facts]
     for label, values in rows.items():
         table.add_row(label, *values)
     return table

@@ -24,9 +24,10 @@ from signconsole.events import (
     Event,
     SampleDecode,
 )
+from signconsole.store.compare import describe_evaluation
 from signconsole.store.reader import RunReader
 from signconsole.tui.run_screen import RunScreen
-from signconsole.tui.state import RunView, Series
+from signconsole.tui.state import RunView, Series, TimelineEntry
 
 CHART_POINTS = 400  # per series: more than any terminal chart has pixel columns
 CHARTED = ("train/", "dev/", "grad_norm/", "lr")  # the metrics the charts draw
@@ -82,6 +83,10 @@ def build_view(reader: RunReader, zoom: Zoom, eval_index: int | None = None) -> 
     for _, _, event in sorted(replay, key=lambda item: (item[0], item[1])):
         view.apply(event)
     view.unseen_alarms = 0  # nothing is new in a review
+    for row in reader.stored_evaluations():
+        view._timeline(
+            TimelineEntry(row["step"], row["time"], "eval", "info", describe_evaluation(row))
+        )
 
     meta = reader.meta()
     summary = reader.summary()

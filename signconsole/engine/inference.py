@@ -1,0 +1,89 @@
+"""A trained model ready to use: checkpoint, its profile, vocabulary and normalization statistics.
+
+Everything needed to run a checkpoint travels inside it (signconsole checkpoints hold the resolved
+profile, the vocabulary and the feature statistics), so `eval` and `decode` need nothing else and
+prepare features exactly as training did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from signconsole.config import Profile
+from signconsole.data.layout import LAYOUT
+from signconsole.data.normalize import FeatureStats, normalize
+from signconsole.data.readers import read_sequence
+from signconsole.data.vocabulary import Vocabulary
+from signconsole.errors import UserError
+from signconsole.models.pretrained import read_state, resolve_checkpoint
+from signconsole.models.registry import build_model
+from signconsole.profile import ProfileError, profile_from_dict
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    profile: Profile
+    vocabulary: Vocabulary
+    stats: FeatureStats | None
+    checkpoint: Path
+    run_dir: Path | None  # when the checkpoint sits in a run directory
+    step: int
+    device: torch.device
+
+    def features(self, path: str | Path) -> tuple[torch.Tensor, float | None]:
+        """A feature file (.pose, landmark .npz/.npy, feature .npy) prepared as in training:
+        [T, 6516] normalized features, and the file's fps when it says."""
+        sequence = read_sequence(path)
+        data = self.profile.data
+        if sequence.landmarks is not None:
+            landmarks = torch.from_numpy(sequence.landmarks.astype("float16"))
+            features, valid = LAYOUT.features_with_validity(
+                landmarks, torch.from_numpy(sequence.mask), data.coordinates
+            )
+        else:
+            features = torch.from_numpy(sequence.features)
+            valid = torch.ones_like(features, dtype=torch.bool)
+        return normalize(features, valid, data.normalization, self.stats), sequence.fps
+
+
+def load_trained(run_or_checkpoint: str, device: torch.device) -> TrainedModel:
+    """A run directory (best.pt, else last.pt) or a signconsole checkpoint file."""
+    checkpoint = resolve_checkpoint(run_or_checkpoint, "RUN_OR_CHECKPOINT")
+    state = read_state(checkpoint)
+    missing = [key for key in ("model", "profile", "vocabulary") if key not in state]
+    if missing:
+        raise UserError(
+            f"{checkpoint}: not a signconsole checkpoint (no {', '.join(missing)}); eval and "
+            "decode need the profile and vocabulary a signconsole run stores with its weights"
+        )
+    try:
+        profile = profile_from_dict(state["profile"], source=str(checkpoint))
+    except ProfileError as error:
+        raise UserError(f"{checkpoint}: its profile does not load: {error}") from None
+    vocabulary = Vocabulary(tuple(state["vocabulary"]))
+    stats = None
+    if "stats" in state:
+        stats = FeatureStats(state["stats"]["mean"].float(), state["stats"]["scale"].float())
+    elif profile.data.normalization == "corpus_stats":
+        raise UserError(
+            f"{checkpoint}: trained with corpus_stats normalization but holds no statistics"
+        )
+    model = build_model(profile.model, len(vocabulary))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    run_dir = checkpoint.parent.parent
+    return TrainedModel(
+        model,
+        profile,
+        vocabulary,
+        stats,
+        checkpoint,
+        run_dir if (run_dir / "run.db").exists() else None,
+        int(state.get("step", 0)),
+        device,
+    )
