@@ -93,8 +93,20 @@ def _parser() -> argparse.ArgumentParser:
     extract = commands.add_parser(
         "extract", help="MediaPipe landmarks from videos or frame folders"
     )
-    extract.add_argument("input")
-    extract.add_argument("--out", required=True)
+    extract.add_argument(
+        "input", help="a video, a folder of videos, a folder of frames, or a Phoenix corpus"
+    )
+    extract.add_argument("--out", required=True, help="output folder")
+    extract.add_argument("--workers", type=int, help="worker processes (default: the CPU count)")
+    extract.add_argument(
+        "--format",
+        choices=("npz", "pose"),
+        default="npz",
+        help="npz: [T, 543, 3] float16 + mask (default); pose: pose-format .pose",
+    )
+    extract.add_argument(
+        "--overwrite", action="store_true", help="redo sequences whose output exists"
+    )
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a split")
     evaluate.add_argument("run", help="run directory (its best.pt) or a checkpoint file")
@@ -243,6 +255,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.export import export_command
 
         return export_command(args.run, args.dir, args.format, args.out)
+    if command == "extract":
+        from signconsole.extract.command import extract_command
+
+        return extract_command(args.input, args.out, args.workers, args.format, args.overwrite)
     if command == "eval":
         from signconsole.commands.evaluate import eval_command
 

@@ -117,7 +117,12 @@ def _read_npy(path: Path) -> Sequence:
 def _read_pose(path: Path) -> Sequence:
     from pose_format import Pose  # imported here: pose-format pulls in more than numpy
 
-    pose = Pose.read(path.read_bytes())
+    landmarks, mask, fps = landmarks_from_pose(Pose.read(path.read_bytes()), path)
+    return Sequence(landmarks=landmarks, mask=mask, features=None, fps=fps)
+
+
+def landmarks_from_pose(pose, where: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """A pose-format Holistic pose -> landmarks [T, 543, 3] float32, mask [T, 543], fps."""
     names = [component.name for component in pose.header.components]
     wanted = [
         ("POSE_LANDMARKS", N_POSE),
@@ -132,22 +137,22 @@ def _read_pose(path: Path) -> Sequence:
     for name, count in wanted:
         if name not in names:
             raise FeatureFileError(
-                f"{path}: .pose file has no {name} component (it has {', '.join(names)}); "
+                f"{where}: .pose file has no {name} component (it has {', '.join(names)}); "
                 "signconsole needs MediaPipe Holistic poses"
             )
         start = sum(len(c.points) for c in pose.header.components[: names.index(name)])
         available = len(pose.header.components[names.index(name)].points)
         if available < count:
-            raise FeatureFileError(f"{path}: {name} has {available} points, expected {count}")
+            raise FeatureFileError(f"{where}: {name} has {available} points, expected {count}")
         parts.append(points[:, start : start + count, :3])
         part_masks.append(~masked[:, start : start + count, :3].any(axis=-1))
     landmarks = np.concatenate(parts, axis=1).astype(np.float32)
     mask = np.concatenate(part_masks, axis=1)
     if landmarks.shape[0] == 0:
-        raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
+        raise FeatureFileError(f"{where}: has 0 frames; re-extract this sequence")
     if landmarks.shape[-1] < 3:  # a 2D pose file: z unknown
         landmarks = np.pad(landmarks, ((0, 0), (0, 0), (0, 3 - landmarks.shape[-1])))
-    return Sequence(landmarks=landmarks, mask=mask, features=None, fps=float(pose.body.fps))
+    return landmarks, mask, float(pose.body.fps)
 
 
 def _check_landmark_shape(path: Path, landmarks: np.ndarray) -> None:
@@ -191,7 +196,16 @@ def write_landmarks(
                 mask=mask.astype(bool),
                 fps=np.float32(fps if fps is not None else 0.0),
             )
+        readable_like_any_file(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def readable_like_any_file(path: str | Path) -> None:
+    """mkstemp creates 0600 files; give the finished file the mode a plain open() would (umask),
+    so other users and tools can read the corpus."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
