@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # the run failed (non-finite loss pause, doctor check failed, ...)
     BAD_INPUT = 2  # the profile, the data or the command line is wrong; nothing was trained
-    NOT_IMPLEMENTED = 3  # a command this version does not provide yet
+    NOT_IMPLEMENTED = 3  # reserved: a command this version does not provide (none at present)
     INTERRUPTED = 130  # Ctrl+C / SIGTERM: stopped cleanly after a checkpoint
 
 
@@ -159,11 +159,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _not_implemented(what: str) -> int:
-    print(f"signconsole: `{what}` is not implemented in this version yet.", file=sys.stderr)
-    return ExitCode.NOT_IMPLEMENTED
-
-
 def main(argv: list[str] | None = None) -> int:
     from signconsole.runtime import tune_process
 
@@ -273,7 +268,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands import data
 
         return data.dispatch(args)
-    return _not_implemented(command)
+    raise AssertionError(f"unhandled command {command!r}")  # argparse only lets known ones in
 
 
 if __name__ == "__main__":  # pragma: no cover
