@@ -49,7 +49,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PretrainedConfig:
-    path: str = ""  # checkpoint or state dict to load; "" = train from scratch
+    path: str = (
+        ""  # checkpoint, state dict, run dir or glob of run dirs (newest); "" = from scratch
+    )
     adapt: AdaptMethod = "temporal_mean"  # how I3D 3D kernels become 1D
     allow_partial: bool = False  # a load that matches nothing is an error unless true
 
@@ -140,7 +142,7 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    teacher: str = ""  # run directory or checkpoint of the teacher
+    teacher: str = ""  # the teacher: run directory, checkpoint, or glob of run dirs (newest match)
     temperature: float = 4.0  # softens teacher and student posteriors
     alpha: float = 0.7  # weight of the KD term; 1 - alpha weighs CTC
 
