@@ -193,10 +193,16 @@ class ReviewScreen(RunScreen):
         return self.live
 
     def poll(self) -> None:
+        """Rebuild when the run wrote something; otherwise only watch a live run's status (its
+        process may die without writing: it then shows as killed)."""
         marker = self.reader.change_marker()
-        if marker != self._marker or self.live:
+        if marker != self._marker:
             self._marker = marker
             self.rebuild()
+        elif self.live:
+            summary = self.reader.summary()
+            if summary is not None and summary.status != self.view.state:
+                self.rebuild()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # A finished run takes no commands: the footer keeps what works.
