@@ -76,7 +76,7 @@ from textual.app import App  # noqa: E402
 from textual.screen import Screen  # noqa: E402
 from textual.widgets import Static  # noqa: E402
 
-from signconsole.data.dataset import Batch, BucketBatchSampler, collate  # noqa: E402
+from signconsole.data.dataset import Batch, collate  # noqa: E402
 from signconsole.events import RunFinished, StateChanged, StepLogged, Stop  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
 from signconsole.tui.app import SignConsole  # noqa: E402
@@ -319,31 +319,11 @@ class Span:
 
 
 # ------------------------------------------------------------------------------------- paths
-def engine_batches(profile, data, count: int) -> list[list[int]]:
-    """The engine's first `count` batches (sample indices), one per step: the sampler's epoch 0
-    (sorted short to long), then shuffled epochs. The same in every run (seeded)."""
-    assert profile.training.grad_accumulation == 1, "one batch per step"
-    sampler = BucketBatchSampler(
-        data.train.lengths(),
-        profile.data.batch_size,
-        profile.data.bucket_width,
-        shuffle=True,
-        seed=profile.training.seed,
-        sorted_first_epoch=True,
-    )
-    indices: list[list[int]] = []
-    epoch = 0
-    while len(indices) < count:
-        sampler.set_epoch(epoch)
-        indices.extend(sampler.batches())
-        epoch += 1
-    return indices[:count]
-
-
 def span_batches(profile, data, first: int, count: int) -> list[Batch]:
     """The batches the engine trains on from step `first` (0-based) on, collated as the
     engine's DataLoader does."""
-    indices = engine_batches(profile, data, first + count)[first:]
+    assert profile.training.grad_accumulation == 1, "one batch per step"
+    indices = eo.engine_batches(profile, data, first + count)[first:]
     return [collate([data.train[i] for i in batch]) for batch in indices]
 
 
@@ -516,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     last = warmup + steps + 2 * args.pairs * toggle  # the toggle phase's last step
     frames_per_step = [
-        sum(data.train.length(i) for i in batch) for batch in engine_batches(profile, data, last)
+        sum(data.train.length(i) for i in batch) for batch in eo.engine_batches(profile, data, last)
     ]
     overrides = (
         *eo.MODELS[args.model],

@@ -191,9 +191,11 @@ def load(model: str, extra: list[str]):
     return profile, data
 
 
-def collate_batches(profile, data: PreparedData, count: int) -> list[Batch]:
-    """`count` batches as the engine's sampler draws them (shuffled epochs after the sorted
-    first one), collated once: both paths step on exactly these tensors."""
+def engine_batches(
+    profile, data: PreparedData, count: int, first_epoch: int = 0
+) -> list[list[int]]:
+    """The first `count` batches (sample indices) the engine's sampler draws from `first_epoch`
+    on: epoch 0 sorted short to long, then shuffled epochs. The same in every run (seeded)."""
     sampler = BucketBatchSampler(
         data.train.lengths(),
         profile.data.batch_size,
@@ -203,12 +205,19 @@ def collate_batches(profile, data: PreparedData, count: int) -> list[Batch]:
         sorted_first_epoch=True,
     )
     indices: list[list[int]] = []
-    epoch = 1
+    epoch = first_epoch
     while len(indices) < count:
         sampler.set_epoch(epoch)
         indices.extend(sampler.batches())
         epoch += 1
-    return [collate([data.train[i] for i in batch]) for batch in indices[:count]]
+    return indices[:count]
+
+
+def collate_batches(profile, data: PreparedData, count: int) -> list[Batch]:
+    """`count` shuffled-epoch batches, collated once: both paths step on exactly these tensors."""
+    return [
+        collate([data.train[i] for i in batch]) for batch in engine_batches(profile, data, count, 1)
+    ]
 
 
 def data_loading_seconds(data: PreparedData, batches: list[Batch]) -> float:

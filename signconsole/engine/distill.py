@@ -18,11 +18,10 @@ from torch import nn
 
 from signconsole.config import Profile
 from signconsole.data.normalize import FeatureStats
+from signconsole.engine.inference import load_trained
 from signconsole.errors import UserError
 from signconsole.models.base import ModelOutput
-from signconsole.models.pretrained import read_state, resolve_checkpoint
-from signconsole.models.registry import build_model
-from signconsole.profile import ProfileError, profile_from_dict, resolve_path
+from signconsole.profile import resolve_path
 
 
 class TeacherError(UserError):
@@ -63,35 +62,17 @@ def load_teacher(
             f'{key} is empty; kind = "distill" needs the teacher: a run directory, a checkpoint, '
             'or a glob such as "../runs/*-demo-teacher"'
         )
-    checkpoint = resolve_checkpoint(str(resolve_path(profile, profile.distill.teacher)), key)
-    state = read_state(checkpoint)
-    missing = [name for name in ("model", "profile", "vocabulary") if name not in state]
-    if missing:
-        raise TeacherError(
-            f"{key}: {checkpoint} is not a signconsole checkpoint (no {', '.join(missing)} in "
-            "it); the teacher must be trained with signconsole so its profile and vocabulary "
-            "come with it"
-        )
-    try:
-        teacher_profile = profile_from_dict(state["profile"], source=str(checkpoint))
-    except ProfileError as error:
-        raise TeacherError(f"{key}: {checkpoint}: its profile does not load: {error}") from None
-    check_vocabulary(list(state["vocabulary"]), vocabulary, checkpoint)
-    check_normalization(profile, teacher_profile, stats, state.get("stats"), checkpoint)
-    model = build_model(teacher_profile.model, len(vocabulary))
-    model.load_state_dict(state["model"])
-    model.requires_grad_(False)
-    model.eval()
-    model.to(device)
-    run_dir = checkpoint.parent.parent
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    trained = load_trained(str(resolve_path(profile, profile.distill.teacher)), device, key)
+    check_vocabulary(list(trained.vocabulary.tokens), vocabulary, trained.checkpoint)
+    check_normalization(profile, trained.profile, stats, trained.stats, trained.checkpoint)
+    trained.model.requires_grad_(False)  # eval mode already: load_trained leaves it there
     return Teacher(
-        model,
-        teacher_profile,
-        checkpoint,
-        run_dir if (run_dir / "run.db").exists() else None,
+        trained.model,
+        trained.profile,
+        trained.checkpoint,
+        trained.run_dir,
         device,
-        bf16,
+        bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
     )
 
 
@@ -115,7 +96,7 @@ def check_normalization(
     profile: Profile,
     teacher_profile: Profile,
     stats: FeatureStats | None,
-    teacher_stats: dict | None,
+    teacher_stats: FeatureStats | None,
     checkpoint: Path,
 ) -> None:
     ours, theirs = profile.data, teacher_profile.data
@@ -128,9 +109,8 @@ def check_normalization(
             )
     if stats is None or teacher_stats is None:
         return
-    mean, scale = teacher_stats["mean"].float(), teacher_stats["scale"].float()
-    same = torch.allclose(mean, stats.mean, rtol=1e-3, atol=1e-4) and torch.allclose(
-        scale, stats.scale, rtol=1e-3, atol=1e-6
+    same = torch.allclose(teacher_stats.mean, stats.mean, rtol=1e-3, atol=1e-4) and (
+        torch.allclose(teacher_stats.scale, stats.scale, rtol=1e-3, atol=1e-6)
     )
     if not same:
         raise TeacherError(

@@ -51,20 +51,24 @@ class TrainedModel:
         return normalize(features, valid, data.normalization, self.stats), sequence.fps
 
 
-def load_trained(run_or_checkpoint: str, device: torch.device) -> TrainedModel:
-    """A run directory (best.pt, else last.pt) or a signconsole checkpoint file."""
-    checkpoint = resolve_checkpoint(run_or_checkpoint, "RUN_OR_CHECKPOINT")
+def load_trained(
+    run_or_checkpoint: str, device: torch.device, key: str = "RUN_OR_CHECKPOINT"
+) -> TrainedModel:
+    """A run directory (best.pt, else last.pt), a glob of run directories (the newest) or a
+    signconsole checkpoint file; `key` names the argument or profile key in messages."""
+    checkpoint = resolve_checkpoint(run_or_checkpoint, key)
     state = read_state(checkpoint)
-    missing = [key for key in ("model", "profile", "vocabulary") if key not in state]
+    missing = [name for name in ("model", "profile", "vocabulary") if name not in state]
     if missing:
         raise UserError(
-            f"{checkpoint}: not a signconsole checkpoint (no {', '.join(missing)}); eval and "
-            "decode need the profile and vocabulary a signconsole run stores with its weights"
+            f"{key}: {checkpoint} is not a signconsole checkpoint (no {', '.join(missing)} in "
+            "it); it must come from a signconsole run, which stores its profile and vocabulary "
+            "with the weights"
         )
     try:
         profile = profile_from_dict(state["profile"], source=str(checkpoint))
     except ProfileError as error:
-        raise UserError(f"{checkpoint}: its profile does not load: {error}") from None
+        raise UserError(f"{key}: {checkpoint}: its profile does not load: {error}") from None
     vocabulary = Vocabulary(tuple(state["vocabulary"]))
     stats = None
     if "stats" in state:

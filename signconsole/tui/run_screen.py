@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
@@ -120,6 +120,13 @@ class RunScreen(Screen):
                     severity="error",
                     timeout=30,
                 )
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The status line drops its least important parts to fit: refit it to the new width
+        # now, not at the next event (a finished or reviewed run may have none coming).
+        self.query_one("#status", Static).update(
+            status_text(self.view, event.size.width), layout=False
+        )
 
     def on_unmount(self) -> None:
         if self.host is not None:
