@@ -37,7 +37,7 @@ class RunStarted(Event):
     parameters: dict[str, int]  # per stage
     trainable: dict[str, bool]
     total_steps: int  # planned optimizer steps (0 = unknown)
-    profile_toml: str
+    profile_toml: str = ""  # run.db keeps it out of the event row: it is profile.toml beside
     resumed_from: str = ""
     stage_schedule: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (epoch, stages to unfreeze)
     teacher: str = ""  # distillation: the teacher's checkpoint

@@ -626,7 +626,7 @@ class Engine:
 
     def _compare_with_teacher(self) -> None:
         """Distillation runs end with teacher vs student on this run's dev and test splits."""
-        from signconsole.engine import comparison
+        from signconsole.engine import distill_summary
 
         assert self.teacher is not None and self.data is not None
         teacher = self.teacher
@@ -645,31 +645,31 @@ class Engine:
                 ).counts.rate
         timing_split = self.data.dev
         rows = [
-            comparison.ModelRow(
+            distill_summary.ModelRow(
                 "teacher",
                 str(teacher.run_dir or teacher.checkpoint),
                 teacher.parameters,
-                comparison.weights_megabytes(teacher.model),
-                comparison.cpu_ms_per_sequence(teacher.model, timing_split),
+                distill_summary.weights_megabytes(teacher.model),
+                distill_summary.cpu_ms_per_sequence(teacher.model, timing_split),
                 rates.get("dev"),
                 rates.get("test"),
             ),
-            comparison.ModelRow(
+            distill_summary.ModelRow(
                 "student (distilled)",
                 str(self.run_dir),
                 sum(p.numel() for p in self.model.parameters()),
-                comparison.weights_megabytes(self.model),
-                comparison.cpu_ms_per_sequence(self.model, timing_split),
+                distill_summary.weights_megabytes(self.model),
+                distill_summary.cpu_ms_per_sequence(self.model, timing_split),
                 self.best_error_rate,
                 self.test_error_rate,
             ),
         ]
         profile_dict = tomllib.loads(self.profile_toml)
-        baseline = comparison.find_baseline(self.runs_dir, profile_dict, self.run_dir)
+        baseline = distill_summary.find_baseline(self.runs_dir, profile_dict, self.run_dir)
         if baseline is not None:
             summary = summarize(baseline)
             rows.append(
-                comparison.ModelRow(
+                distill_summary.ModelRow(
                     "student (no distillation)",
                     str(baseline),
                     rows[1].parameters,
@@ -684,7 +684,7 @@ class Engine:
                 self.step,
                 unit=self.data.unit,
                 rows=tuple(row.to_dict() for row in rows),
-                table=tuple(comparison.format_rows(rows, self.data.unit)),
+                table=tuple(distill_summary.format_rows(rows, self.data.unit)),
             )
         )
 

@@ -62,8 +62,6 @@ def build_view(reader: RunReader, zoom: Zoom, eval_index: int | None = None) -> 
         if cls is None:
             continue
         fields = {k: v for k, v in payload.items() if k != "type"}
-        if kind == "RunStarted":
-            fields.setdefault("profile_toml", "")  # stored beside, in profile.toml
         try:
             replay.append((fields.get("time", 0.0), 0, cls(**fields)))
         except TypeError:  # a run written by another version: skip what no longer fits
@@ -84,7 +82,7 @@ def build_view(reader: RunReader, zoom: Zoom, eval_index: int | None = None) -> 
         view.apply(event)
     view.unseen_alarms = 0  # nothing is new in a review
     for row in reader.stored_evaluations():
-        view._timeline(
+        view.add_entry(
             TimelineEntry(row["step"], row["time"], "eval", "info", describe_evaluation(row))
         )
 

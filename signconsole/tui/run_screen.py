@@ -99,7 +99,7 @@ class RunScreen(Screen):
         if self.host.done.is_set() and self.host.error and not self._reported_error:
             self._reported_error = True
             self.view.state = "failed"
-            self.view._timeline(
+            self.view.add_entry(
                 TimelineEntry(
                     self.view.step, time.time(), "alarm", "error", f"run failed: {self.host.error}"
                 )

@@ -183,7 +183,7 @@ class RunView:
         if event.batch_ids:
             ids = ", ".join(event.batch_ids[:4]) + (" ..." if len(event.batch_ids) > 4 else "")
             where = f"{where} batch {ids}".strip()
-        self._timeline(
+        self.add_entry(
             TimelineEntry(
                 event.step,
                 event.time,
@@ -202,7 +202,7 @@ class RunView:
                 self.stages[stage].pretrained = f"{loaded}/{tensors}"
         self.stages_version += 1
         summary = event.report[0] if event.report else f"pretrained weights from {event.source}"
-        self._timeline(
+        self.add_entry(
             TimelineEntry(
                 event.step,
                 event.time,
@@ -216,7 +216,7 @@ class RunView:
     def _on_DistillationSummary(self, event: DistillationSummary) -> None:
         self.comparison = event.table
         self.decodes_version += 1
-        self._timeline(
+        self.add_entry(
             TimelineEntry(
                 event.step,
                 event.time,
@@ -234,7 +234,7 @@ class RunView:
             self.markers.append((event.step, event.stage))
             self.charts_version += 1
         verb = "unfrozen" if event.trainable else "frozen"
-        self._timeline(
+        self.add_entry(
             TimelineEntry(
                 event.step,
                 event.time,
@@ -247,7 +247,7 @@ class RunView:
     def _on_StateChanged(self, event: StateChanged) -> None:
         self.state, self.state_reason = event.state, event.reason
         if event.reason or event.state not in ("running", "starting"):
-            self._timeline(
+            self.add_entry(
                 TimelineEntry(
                     event.step,
                     event.time,
@@ -261,7 +261,7 @@ class RunView:
         if event.command.startswith("SetLearningRate"):
             self.markers.append((event.step, "lr"))
             self.charts_version += 1
-        self._timeline(
+        self.add_entry(
             TimelineEntry(
                 event.step, event.time, "command", "info", f"{event.command} {event.detail}".strip()
             )
@@ -270,7 +270,7 @@ class RunView:
     def _on_CheckpointSaved(self, event: CheckpointSaved) -> None:
         if event.which == "best":
             return
-        self._timeline(
+        self.add_entry(
             TimelineEntry(event.step, event.time, "checkpoint", "info", f"checkpoint {event.which}")
         )
 
@@ -279,7 +279,7 @@ class RunView:
         self.state = event.status
         self.step = event.step
 
-    def _timeline(self, entry: TimelineEntry) -> None:
+    def add_entry(self, entry: TimelineEntry) -> None:
         self.timeline.append(entry)
         self.timeline_version += 1
 
