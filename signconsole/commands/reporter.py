@@ -57,6 +57,10 @@ class HeadlessReporter:
                 f"run {event.run_dir}  {event.kind}  device {event.device}  "
                 f"{params / 1e6:.2f}M parameters  {event.total_steps} steps planned"
             )
+            if event.teacher:
+                self._print(
+                    f"teacher {event.teacher} ({event.teacher_parameters / 1e6:.2f}M parameters)"
+                )
             if self.interactive:
                 self.progress = Progress(
                     TextColumn("{task.description}"),

@@ -102,7 +102,6 @@ class OpenedSequence:
     fps: float
     width: int
     height: int
-    count: int  # frames expected (a video's container may be off by a few)
 
 
 def open_sequence(source: SequenceSource) -> OpenedSequence:
@@ -117,7 +116,6 @@ def open_sequence(source: SequenceSource) -> OpenedSequence:
             capture.release()
             raise SourceError(f"{source.video}: no frame could be decoded")
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         height, width = first.shape[:2]
 
         def video_frames() -> Iterator[np.ndarray]:
@@ -131,7 +129,7 @@ def open_sequence(source: SequenceSource) -> OpenedSequence:
             finally:
                 capture.release()
 
-        return OpenedSequence(video_frames(), fps if fps > 0 else 25.0, width, height, count)
+        return OpenedSequence(video_frames(), fps if fps > 0 else 25.0, width, height)
 
     if not source.frames:
         raise SourceError(
@@ -157,4 +155,4 @@ def open_sequence(source: SequenceSource) -> OpenedSequence:
             yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     fps = PHOENIX_FPS if source.split else 25.0
-    return OpenedSequence(image_frames(), fps, width, height, len(source.frames))
+    return OpenedSequence(image_frames(), fps, width, height)
