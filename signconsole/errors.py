@@ -14,6 +14,9 @@ def user_error_lines(error: BaseException) -> list[str] | None:
         return [str(problem) for problem in error.problems]
     if isinstance(error, CorpusError | FeatureFileError | UnknownGlossError | UserError):
         return [str(error)]
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        # A path the user gave is a file where a folder is needed, read-only, full, ...
+        return [f"{error.filename}: {error.strerror.lower()}; check the path and its permissions"]
     return None
 
 

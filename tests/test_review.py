@@ -230,3 +230,12 @@ async def test_picker_reviews_and_compares_marked_runs(small_profile, train, run
         await pilot.press("escape")
         await pilot.pause(0.2)
         assert app.screen is picker
+
+
+def test_export_to_a_file_path_is_one_line(finished_run: Path, tmp_path: Path, capsys) -> None:
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("keep me")
+    assert main(["export", str(finished_run), "--out", str(not_a_folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{not_a_folder}: file exists" in err[0]
+    assert not_a_folder.read_text() == "keep me"

@@ -310,7 +310,7 @@ def load_pretrained(
         adapted = False
         if flavour and tensor.dim() == 5 and len(expected) == 3:
             if tensor.shape[:3] != expected:
-                reason = _shape_reason(key, tensor.shape[:3], expected)
+                reason = _shape_reason(tensor.shape[:3], expected)
                 if target == "stem.Conv1d_1a.conv.weight":
                     reason = (
                         f"I3D's first conv reads {tensor.shape[1]} RGB channels, the teacher's "
@@ -320,7 +320,7 @@ def load_pretrained(
                 continue
             tensor, adapted = adapt_kernel(tensor.float(), config.adapt), True
         elif tensor.shape != expected:
-            stage.skipped.append((key, _shape_reason(key, tensor.shape, expected)))
+            stage.skipped.append((key, _shape_reason(tensor.shape, expected)))
             continue
         updates[target] = tensor.to(own[target].dtype)
         stage.loaded += 1
@@ -355,5 +355,5 @@ def load_pretrained(
     return report
 
 
-def _shape_reason(key: str, got: torch.Size, expected: torch.Size) -> str:
+def _shape_reason(got: torch.Size, expected: torch.Size) -> str:
     return f"shape {list(got)} in the checkpoint, {list(expected)} in the model"
