@@ -117,7 +117,7 @@ class BarePath:
 
 
 class EnginePath:
-    """The per-batch body of `Engine._train`, on an engine that went through `setup()`."""
+    """The per-batch body of `Engine.train`, on an engine that went through `setup()`."""
 
     name = "engine"
 
@@ -126,27 +126,19 @@ class EnginePath:
         training = engine.profile.training
         self.scale = 1.0 / training.grad_accumulation
         assert training.grad_accumulation == 1, "the benchmark steps once per batch"
-        # What `Engine.run()` / `Engine._train()` do before the first batch.
-        engine._set_state("running")
-        engine._window_start, engine._window_frames = time.monotonic(), 0
-        engine._losses = []
-        engine._skipped = 0
-        engine._last_db_poll = 0.0
-        engine.model.train()
-        engine.control.apply_modes(True)
-        self.deadline = (
-            time.monotonic() + training.max_minutes * 60 if training.max_minutes else math.inf
-        )
+        # What `Engine.run()` / `Engine.train()` do before the first batch.
+        engine.set_status("running")
+        engine.train_mode()
 
     def step(self, batch: Batch) -> None:
         engine = self.engine
-        if engine._boundary(self.deadline):
-            raise RuntimeError("the engine stopped (state or time budget)")
-        engine._forward_backward(batch, scale=self.scale)
-        engine.batch_in_epoch += 1
-        engine._optimizer_step(batch)
-        if engine._eval_due():
-            raise RuntimeError("evaluation came due: training.eval_every should be huge")
+        if engine.boundary():
+            raise RuntimeError("the engine stopped (a command or the time budget)")
+        engine.state.batch_in_epoch += 1
+        evaluations = engine.state.evaluations
+        engine.take_step([batch])
+        if engine.state.evaluations != evaluations:
+            raise RuntimeError("an evaluation ran: training.eval_every should be huge")
 
 
 @dataclass

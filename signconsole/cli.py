@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN", help="continue a run directory from its last checkpoint"
     )
     run.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="resume even though the profile differs from the run's (the difference is recorded)",
+    )
+    run.add_argument(
         "--runs-dir",
         metavar="DIR",
         help="where run directories go (default: profile's output.runs_dir)",
@@ -229,7 +234,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "run":
         from signconsole.commands.run import run_command
 
-        return run_command(Path(args.profile), args.overrides, args.resume, args.runs_dir)
+        return run_command(
+            Path(args.profile), args.overrides, args.resume, args.runs_dir, args.allow_changes
+        )
     if command == "runs":
         from signconsole.commands.runs import runs_command
 

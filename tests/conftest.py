@@ -103,13 +103,16 @@ def _torch_globals():
 
 @pytest.fixture
 def train(small_data: PreparedData, runs_dir: Path) -> Callable[..., Trained]:
-    """`train(profile, *sinks, resume=None)`: run the engine in this thread and return what
+    """`train(profile, *sinks, resume=None, **engine_options)`: run the engine in this thread
+    and return what
     happened. Sinks get (event, engine); a sink that raises would be detached silently by the
     bus, so sink errors fail the test here."""
 
-    def run(profile: Profile, *sinks: EngineSink, resume: Path | None = None) -> Trained:
+    def run(
+        profile: Profile, *sinks: EngineSink, resume: Path | None = None, **options: bool
+    ) -> Trained:
         bus = EventBus()
-        engine = Engine(profile, bus, runs_dir=runs_dir, resume=resume, data=small_data)
+        engine = Engine(profile, bus, runs_dir=runs_dir, resume=resume, data=small_data, **options)
         trained = Trained(engine, bus)
         bus.subscribe(trained.events.append)
         for sink in sinks:

@@ -40,7 +40,8 @@ def test_eval_matches_the_engines_evaluation(small_profile, train, other_corpus,
         engine.data.stats,
         unknown_glosses="drop",
     )
-    loss, counts, _, _ = engine.evaluate_split(dataset)
+    result = engine.evaluator.evaluate_split(dataset)
+    loss, counts = result.loss, result.counts
     out = tmp_path / "eval.json"
     code = main(
         ["eval", str(last), "--data", str(other_corpus), "--split", "dev", "--json", str(out)]

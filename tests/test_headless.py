@@ -156,7 +156,7 @@ def test_sigterm_stops_cleanly_and_resume_completes(small_args, tmp_path) -> Non
     db = run_dir / "run.db"
     info = meta(db)
     stopped_at = info["last_step"]
-    assert info["status"] == "finished" and 5 <= stopped_at < 400
+    assert info["status"] == "stopped" and 5 <= stopped_at < 400  # by SIGTERM: resumable
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert last["step"] == stopped_at
     reasons = [
@@ -174,7 +174,15 @@ def test_sigterm_stops_cleanly_and_resume_completes(small_args, tmp_path) -> Non
 
     target = stopped_at + 4
     code, out = run_to_end(
-        [*small_args, *LONG, "--set", f"training.max_steps={target}", "--resume", str(run_dir)],
+        [
+            *small_args,
+            *LONG,
+            "--set",
+            f"training.max_steps={target}",
+            "--resume",
+            str(run_dir),
+            "--allow-changes",  # a shorter max_steps than the first run's
+        ],
         runs_dir,
         tmp_path / "resumed.txt",
     )
@@ -211,7 +219,15 @@ def test_kill_9_leaves_a_readable_run_that_resumes(small_args, tmp_path) -> None
 
     target = checkpoint_step + 4
     code, out = run_to_end(
-        [*small_args, *LONG, "--set", f"training.max_steps={target}", "--resume", str(run_dir)],
+        [
+            *small_args,
+            *LONG,
+            "--set",
+            f"training.max_steps={target}",
+            "--resume",
+            str(run_dir),
+            "--allow-changes",  # a shorter max_steps than the first run's
+        ],
         runs_dir,
         tmp_path / "resumed.txt",
     )

@@ -10,8 +10,9 @@ from torch import nn
 
 from signconsole.config import ModelConfig
 from signconsole.data.layout import FEATURE_DIM
-from signconsole.models import ARCHITECTURES, CSLRModel, ModelOutput, build_model
-from signconsole.models.base import MaskedBatchNorm1d
+from signconsole.models.base import CSLRModel, MaskedBatchNorm1d
+from signconsole.models.contract import ModelOutput
+from signconsole.models.registry import ARCHITECTURES, build_model
 
 VOCAB = 12
 STAGES = {
@@ -40,7 +41,7 @@ def small(architecture: str, stride: int = 4, **overrides: object) -> CSLRModel:
     }
     fields.update(overrides)
     torch.manual_seed(0)
-    return build_model(ModelConfig(**fields), VOCAB)  # type: ignore[arg-type]
+    return build_model(ModelConfig(**fields), FEATURE_DIM, VOCAB)  # type: ignore[arg-type]
 
 
 def features(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
@@ -80,7 +81,7 @@ def test_all_architectures_agree_on_output_lengths(stride: int) -> None:
 def test_stages_partition_the_parameters(architecture: str) -> None:
     model = small(architecture)
     assert model.stage_names == STAGES[architecture]
-    stages = model.stage_modules()
+    stages = model.stages()
     assert list(stages) == list(STAGES[architecture])
     owner: dict[int, str] = {}
     for name, module in stages.items():
@@ -200,13 +201,13 @@ def test_invalid_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="temporal_stride"):
         small("i3d_teacher", stride=8)
     with pytest.raises(ValueError, match="architecture"):
-        build_model(ModelConfig(architecture="resnet"), VOCAB)  # type: ignore[arg-type]
+        build_model(ModelConfig(architecture="resnet"), FEATURE_DIM, VOCAB)
     with pytest.raises(ValueError, match="hidden"):
         small("mobilenet_student", hidden=33)
 
 
 def test_teacher_mirrors_i3d_names_and_channels() -> None:
-    model = build_model(ModelConfig(architecture="i3d_teacher", hidden=32), VOCAB)
+    model = build_model(ModelConfig(architecture="i3d_teacher", hidden=32), FEATURE_DIM, VOCAB)
     keys = set(model.state_dict())
     for key in (
         "stem.Conv1d_1a.conv.weight",

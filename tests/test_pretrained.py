@@ -13,6 +13,7 @@ import torch
 
 from signconsole.cli import main
 from signconsole.config import ModelConfig, PretrainedConfig
+from signconsole.data.layout import FEATURE_DIM
 from signconsole.events import PretrainedLoaded
 from signconsole.models.pretrained import (
     LoadReport,
@@ -71,12 +72,12 @@ def i3d_state_dict(flavour: str = "piergiaj", seed: int = 0) -> dict[str, torch.
 
 
 def teacher(**changes) -> torch.nn.Module:
-    return build_model(dataclasses.replace(TEACHER, **changes), VOCAB)
+    return build_model(dataclasses.replace(TEACHER, **changes), FEATURE_DIM, VOCAB)
 
 
 def load(model, path: Path, **config) -> LoadReport:
     pretrained = PretrainedConfig(path=str(path), **config)
-    return load_pretrained(model, model.stage_modules(), pretrained, architecture="i3d_teacher")
+    return load_pretrained(model, model.stages(), pretrained, architecture="i3d_teacher")
 
 
 @pytest.mark.parametrize("flavour", ["piergiaj", "hassony2"])
@@ -153,11 +154,11 @@ def test_i3d_at_another_width_matches_nothing_and_fails(tmp_path) -> None:
 def test_i3d_checkpoint_refuses_the_student(tmp_path) -> None:
     path = tmp_path / "i3d.pt"
     torch.save(i3d_state_dict(), path)
-    student = build_model(ModelConfig(architecture="mobilenet_student"), VOCAB)
+    student = build_model(ModelConfig(architecture="mobilenet_student"), FEATURE_DIM, VOCAB)
     with pytest.raises(PretrainedError, match='only onto architecture = "i3d_teacher"'):
         load_pretrained(
             student,
-            student.stage_modules(),
+            student.stages(),
             PretrainedConfig(path=str(path)),
             architecture="mobilenet_student",
         )

@@ -320,7 +320,7 @@ def test_commands_queued_in_run_db_are_applied(small_profile, small_data, runs_d
         ("paused", "paused by user"),
         ("running", "resumed by user"),
         ("stopping", "queued stop"),
-        ("finished", ""),
+        ("stopped", "queued stop"),  # a person's stop: resumable, not "finished"
     ]
     assert run.engine.step < 2000
 

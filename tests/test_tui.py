@@ -64,7 +64,7 @@ async def test_pause_really_stops_steps_and_resume_restarts(tmp_path: Path) -> N
     async with app.run_test(size=(120, 40)) as pilot:
         engine = await start(pilot, app)
         await pilot.press("space")
-        await wait_for(pilot, lambda: engine.state == "paused", what="pause")
+        await wait_for(pilot, lambda: engine.state.status == "paused", what="pause")
         paused_at = engine.step
         await asyncio.sleep(1.0)
         assert engine.step == paused_at  # paused steps do not advance

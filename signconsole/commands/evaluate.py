@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ def eval_command(
         raise UserError(f"--beam {beam}: give 1 (greedy decoding) or more (prefix beam search)")
     device = resolve_device(device_name)
     trained = load_trained(run_or_name(run, runs_dir), device)
+    if trained.note:
+        print(f"signconsole: note: {trained.note}", file=sys.stderr)
     profile = trained.profile
     # The unit follows the model: one trained on letters spells, whatever corpus it reads.
     unit = "letter" if profile.data.corpus == "fingerspell" else "gloss"
@@ -282,8 +285,11 @@ def decode_command(
     from signconsole.data.readers import FeatureFileError
     from signconsole.engine.inference import load_trained
     from signconsole.engine.trainer import resolve_device
+    from signconsole.models.contract import forward
 
     trained = load_trained(run_or_name(run, runs_dir), resolve_device(device_name))
+    if trained.note:
+        print(f"signconsole: note: {trained.note}", file=sys.stderr)
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     failed = 0
@@ -295,8 +301,8 @@ def decode_command(
             failed += 1
             continue
         with torch.no_grad():
-            output = trained.model(
-                features[None].to(trained.device), torch.tensor([features.shape[0]])
+            output = forward(
+                trained.model, features[None].to(trained.device), torch.tensor([features.shape[0]])
             )
         log_probs = output.logits.float().log_softmax(-1)
         greedy = trained.vocabulary.decode(greedy_decode(log_probs, output.lengths)[0])

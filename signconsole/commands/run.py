@@ -9,7 +9,11 @@ from signconsole.cli import ExitCode
 
 
 def run_command(
-    profile_path: Path, overrides: list[str], resume: str | None, runs_dir: str | None
+    profile_path: Path,
+    overrides: list[str],
+    resume: str | None,
+    runs_dir: str | None,
+    allow_changes: bool = False,
 ) -> int:
     from signconsole.commands.data import print_data_summary
     from signconsole.commands.progress import progress_reporter
@@ -46,11 +50,22 @@ def run_command(
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        Engine(profile, bus, runs_dir=runs_dir, resume=resume, data=data, freeze_gc=True).run()
+        result = Engine(
+            profile,
+            bus,
+            runs_dir=runs_dir,
+            resume=resume,
+            data=data,
+            freeze_gc=True,
+            wait_for_person=False,  # headless: nobody can resume a paused run
+            allow_changes=allow_changes,
+        ).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     reporter.summary()
+    if result.status == "failed":
+        return ExitCode.FAILED
     if stopped_by:
         return ExitCode.INTERRUPTED
     return ExitCode.OK

@@ -156,14 +156,20 @@ class FeatureLayout:
         relative_ok = present3 & shoulders_present[..., None]
         relative = torch.where(relative_ok, body.flatten(-2), 0.0)
         features = torch.cat([spatial, velocity, acceleration, relative], dim=-1)
-        valid = torch.cat([present3, both_padded(both, 1), both_padded(both_v, 2), relative_ok], -1)
+        frames = present3.shape[-2]
+        valid = torch.cat(
+            [present3, both_padded(both, 1, frames), both_padded(both_v, 2, frames), relative_ok],
+            -1,
+        )
         return features, valid
 
 
-def both_padded(valid: torch.Tensor, frames: int) -> torch.Tensor:
-    """Left-pad a validity tensor over time by `frames` False frames (v[0], a[0..1] are undefined)."""
-    pad = torch.zeros_like(valid[..., :frames, :])
-    return torch.cat([pad, valid], dim=-2)
+def both_padded(valid: torch.Tensor, frames: int, total: int) -> torch.Tensor:
+    """Left-pad a validity tensor over time by `frames` False frames (v[0], a[0..1] are
+    undefined) and keep the last `total` frames: a 1- or 2-frame sequence has fewer velocity
+    or acceleration frames than the padding, and all of them are undefined."""
+    pad = valid.new_zeros((*valid.shape[:-2], frames, valid.shape[-1]))
+    return torch.cat([pad, valid], dim=-2)[..., -total:, :]
 
 
 _VECTOR_ORDER = torch.cat(

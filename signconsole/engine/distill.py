@@ -10,6 +10,7 @@ statistics), since the teacher only knows features normalized the way it was tra
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from signconsole.config import Profile
 from signconsole.data.normalize import FeatureStats
 from signconsole.engine.inference import load_trained
 from signconsole.errors import UserError
-from signconsole.models.base import ModelOutput
+from signconsole.models.contract import ModelOutput, forward
 from signconsole.profile import resolve_path
 
 
@@ -36,6 +37,7 @@ class Teacher:
     run_dir: Path | None  # when the checkpoint sits in a run directory
     device: torch.device
     bf16: bool  # autocast on CUDA: the teacher's forward pass is half the cost
+    note: str = ""  # set when the teacher's model code was rebuilt from its run's copy
 
     @property
     def parameters(self) -> int:
@@ -47,7 +49,7 @@ class Teacher:
             torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         )
         with torch.no_grad(), autocast:
-            return self.model(features, lengths)
+            return forward(self.model, features, lengths)
 
 
 def load_teacher(
@@ -73,6 +75,7 @@ def load_teacher(
         trained.run_dir,
         device,
         bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+        note=trained.note,
     )
 
 
@@ -118,3 +121,30 @@ def check_normalization(
             "differ from this corpus's train split, so it would see differently scaled features; "
             "distill on the teacher's corpus and split sizes"
         )
+
+
+@dataclass
+class TeacherTimer:
+    """Milliseconds per teacher forward pass, for the step log. On CUDA only logged steps are
+    timed: timing needs a device sync."""
+
+    seconds: float = 0.0
+    calls: int = 0
+
+    @contextlib.contextmanager
+    def timing(self, device: torch.device, logged_step: bool):
+        timed = device.type != "cuda" or logged_step
+        if timed and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        yield
+        if timed:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self.seconds += time.perf_counter() - started
+            self.calls += 1
+
+    def take_ms(self) -> float:
+        ms = 1000 * self.seconds / max(1, self.calls)
+        self.seconds, self.calls = 0.0, 0
+        return ms

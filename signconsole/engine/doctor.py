@@ -9,11 +9,11 @@ broken (log_softmax, normalization, vocabulary, time collapse), not under-tuned.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,6 +24,7 @@ from signconsole.data.layout import LAYOUT
 from signconsole.data.normalize import check_input
 from signconsole.data.prepare import PreparedData, Progress, prepare_data
 from signconsole.data.readers import FeatureFileError, read_sequence
+from signconsole.models.contract import model_stages
 
 Status = str  # "pass", "warn", "fail"
 
@@ -143,24 +144,17 @@ def _vocabulary(data: PreparedData) -> Check:
     return Check("vocabulary", "pass", detail)
 
 
-def _ctc_lengths(model, data: PreparedData) -> Check:
-    infeasible, worst = [], math.inf
-    for dataset in (data.train, data.dev):
-        lengths = torch.tensor(dataset.lengths())
-        outputs = model.output_lengths(lengths)
-        for index, target in enumerate(dataset.targets):
-            labels = torch.tensor(target)
-            need = len(target) + (int((labels[1:] == labels[:-1]).sum()) if len(target) > 1 else 0)
-            worst = min(worst, int(outputs[index]) / max(1, need))
-            if int(outputs[index]) < need:
-                infeasible.append(dataset.entries[index].id)
+def _ctc_lengths(model, data: PreparedData, stride: float) -> Check:
+    from signconsole.engine.preflight import infeasible_samples
+
+    infeasible, worst = infeasible_samples(model, [data.train, data.dev], stride)
     if infeasible:
         return Check(
             "CTC output lengths",
             "fail",
             f"{len(infeasible)} sequences have fewer output frames than labels (+repeats), "
             f"e.g. {infeasible[0]}",
-            "lower model.temporal_stride",
+            "downsample time less (model.temporal_stride for the built-in models)",
         )
     return Check(
         "CTC output lengths",
@@ -169,12 +163,68 @@ def _ctc_lengths(model, data: PreparedData) -> Check:
     )
 
 
+def _model(profile: Profile, data: PreparedData) -> tuple[list[Check], object | None]:
+    """Build the model exactly as a run does and call it on one real batch (the contract)."""
+    from signconsole.engine import setup
+    from signconsole.errors import UserError
+    from signconsole.models.contract import model_stages, parameters_per_stage
+    from signconsole.models.registry import build_model
+
+    probe = setup.probe_batch(data.train, profile.data.batch_size)
+    base = Path(profile.source).parent if profile.source else None
+    try:
+        model = build_model(
+            profile.model, int(probe.features.shape[-1]), len(data.vocabulary), base
+        )
+    except UserError as error:
+        return [Check("model", "fail", str(error), "fix model.architecture or [model.args]")], None
+    try:
+        report = setup.check_contract(model, probe, len(data.vocabulary), torch.device("cpu"), "")
+    except UserError as error:
+        lines = [line.removeprefix(": ") for line in str(error).splitlines()]
+        return [
+            Check("model contract", "fail", line, "see the model contract in README.md")
+            for line in lines
+        ], None
+    per_stage = parameters_per_stage(model_stages(model))
+    checks = [
+        Check(
+            "parameters",
+            "pass",
+            f"{sum(per_stage.values()) / 1e6:.2f}M: "
+            + ", ".join(f"{name} {count:,}" for name, count in per_stage.items()),
+        )
+    ]
+    if report.log_probabilities:
+        checks.append(
+            Check(
+                "model contract",
+                "fail",
+                "forward returns log-probabilities (logsumexp over V is 0 on every frame)",
+                "return raw logits: the loss applies log_softmax once (seed 001)",
+            )
+        )
+    elif report.collapsed:
+        checks.append(
+            Check(
+                "model contract",
+                "fail",
+                "every output frame is identical along time: the time axis is pooled away",
+                "keep T' frames (no AdaptiveAvgPool1d(1) over time; seed 003)",
+            )
+        )
+    else:
+        checks.append(
+            Check("model contract", "pass", f"one real batch: T/T' = {report.stride:.1f}")
+        )
+    checks.append(_ctc_lengths(model, data, report.stride))
+    return checks, model
+
+
 def preflight(
     profile: Profile, progress: Progress | None = None
 ) -> tuple[list[Check], PreparedData | None]:
     """The checks that need no training."""
-    from signconsole.models.registry import build_model
-
     try:
         data = prepare_data(profile, progress)
     except (CorpusError, FeatureFileError, ValueError) as error:
@@ -194,17 +244,10 @@ def preflight(
     checks += _data_files(data, progress)
     checks += _feature_statistics(data)
     checks.append(_vocabulary(data))
-    model = build_model(profile.model, len(data.vocabulary))
-    per_stage = model.parameters_per_stage()
-    checks.append(
-        Check(
-            "parameters",
-            "pass",
-            f"{sum(per_stage.values()) / 1e6:.2f}M: "
-            + ", ".join(f"{name} {count:,}" for name, count in per_stage.items()),
-        )
-    )
-    checks.append(_ctc_lengths(model, data))
+    model_checks, model = _model(profile, data)
+    checks += model_checks
+    if model is None:
+        return checks, data
     checks.append(_pretrained(profile, model, data))
     checks.append(_freeze(profile, model))
     if profile.kind == "distill":
@@ -225,7 +268,7 @@ def _pretrained(profile: Profile, model, data: PreparedData) -> Check:
     try:
         report = load_pretrained(
             model,
-            model.stage_modules(),
+            model_stages(model),
             config,
             list(data.vocabulary.tokens),
             profile.model.architecture,
@@ -271,7 +314,7 @@ def _freeze(profile: Profile, model) -> Check:
     from signconsole.engine.freeze import StageControl, StageError
 
     try:
-        control = StageControl(model.stage_modules(), profile.freeze, profile.training.max_epochs)
+        control = StageControl(model_stages(model), profile.freeze, profile.training.max_epochs)
     except StageError as error:
         return Check("freeze stages", "fail", str(error), "fix the [freeze] table")
     frozen = control.initially_frozen

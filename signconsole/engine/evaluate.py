@@ -23,6 +23,7 @@ from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collat
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.engine.losses import ctc_loss
 from signconsole.events import SampleDecode
+from signconsole.models.contract import forward
 
 
 @dataclass
@@ -84,7 +85,7 @@ def evaluate_model(
     for batch in loader:
         batch = batch.to(device)
         with autocast():
-            output = model(batch.features, batch.lengths.to(device))
+            output = forward(model, batch.features, batch.lengths.to(device))
         loss = ctc_loss(output, batch.targets, batch.target_lengths)
         if math.isfinite(float(loss)):
             total_loss += float(loss) * len(batch.ids)

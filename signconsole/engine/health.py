@@ -19,6 +19,10 @@ from signconsole.config import HealthConfig
 from signconsole.events import AlarmRaised, Severity
 
 HINTS = {
+    "no_dev_split": "Give the corpus a dev split (annotations/manual/dev.corpus.csv) so runs can "
+    "be scored, compared and early-stopped.",
+    "model_source": "The run's model code is not the file the profile names any more; the run's "
+    "copy (runs/<id>/model/) is what trained. Restore the original to silence this.",
     "nonfinite": "Check the input features for NaN/Inf and double normalization (seed 002); lower "
     "the learning rate, keep gradient clipping on (max_norm 1.0), add warmup.",
     "grad_explode": "Gradient norm far above the healthy 0.01-1.0 range: lower the learning rate, "
@@ -181,16 +185,58 @@ class HealthMonitor:
 
 
 def sequence_similarity(encoder: torch.Tensor, lengths: torch.Tensor) -> float:
-    """Mean cosine similarity of consecutive valid encoder frames, [B, T, H] -> float."""
+    """Mean cosine similarity of consecutive valid encoder frames after removing each sample's
+    mean frame, [B, T, H] -> float.
+
+    Centred, because what a collapse (seed 003) destroys is the variation in time: raw frames
+    of a healthy RNN share a large mean vector and slowly moving signs keep raw cosines above
+    0.99 (measured on a GRU over fingerspelling), while a time axis pooled away leaves nothing
+    once the mean is removed. A sample whose frames do not vary at all counts as 1.0."""
     if encoder.shape[1] < 2:
         return 1.0
-    a, b = encoder[:, :-1].float(), encoder[:, 1:].float()
+    x = encoder.float()
+    frames = torch.arange(x.shape[1], device=x.device)[None]
+    lengths = lengths.to(x.device)
+    mask = (frames < lengths[:, None]).to(x.dtype)[..., None]  # [B, T, 1]
+    mean = (x * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp_min(1)
+    centred = (x - mean) * mask
+    varying = centred.norm(dim=-1) > 1e-4 * (1 + x.norm(dim=-1))  # [B, T]
+    a, b = centred[:, :-1], centred[:, 1:]
     cosine = nn.functional.cosine_similarity(a, b, dim=-1, eps=1e-8)  # [B, T-1]
-    steps = torch.arange(encoder.shape[1] - 1, device=encoder.device)[None]
-    valid = steps < (lengths.to(encoder.device)[:, None] - 1)
+    cosine = torch.where(varying[:, :-1] | varying[:, 1:], cosine, torch.ones_like(cosine))
+    valid = frames[:, :-1] < (lengths[:, None] - 1)
     if not valid.any():
         return 1.0
     return float(cosine[valid].mean())
+
+
+class BufferGuard:
+    """The model's buffers (BatchNorm running statistics and counters) as they were before a
+    step, put back when the step turns out non-finite: the forward pass of a NaN batch has
+    already written its statistics, and a skipped step must leave no trace anywhere."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.live = list(model.buffers())
+        self.saved = [b.detach().clone() for b in self.live]
+
+    def save(self) -> None:
+        if self.live:
+            torch._foreach_copy_(self.saved, self.live)
+
+    def restore(self) -> None:
+        if self.live:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, self.saved)
+
+
+def stage_grad_norms(stages: dict[str, nn.Module]) -> dict[str, float]:
+    """L2 norm of each stage's gradient (stages without gradients are left out)."""
+    norms = {}
+    for name, module in stages.items():
+        grads = [p.grad.float().norm() for p in module.parameters() if p.grad is not None]
+        if grads:
+            norms[name] = float(torch.linalg.vector_norm(torch.stack(grads)))
+    return norms
 
 
 def first_nonfinite_module(

@@ -20,7 +20,8 @@ from signconsole.data.readers import read_sequence
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.errors import UserError
 from signconsole.models.pretrained import read_state, resolve_checkpoint
-from signconsole.models.registry import build_model
+from signconsole.models.provenance import source_for_run
+from signconsole.models.registry import build_from_source
 from signconsole.profile import ProfileError, profile_from_dict
 
 
@@ -34,6 +35,7 @@ class TrainedModel:
     run_dir: Path | None  # when the checkpoint sits in a run directory
     step: int
     device: torch.device
+    note: str = ""  # how the model's code was found when it is not the original (user models)
 
     def features(self, path: str | Path) -> tuple[torch.Tensor, float | None]:
         """A feature file (.pose, landmark .npz/.npy, feature .npy) prepared as in training:
@@ -77,10 +79,14 @@ def load_trained(
         raise UserError(
             f"{checkpoint}: trained with corpus_stats normalization but holds no statistics"
         )
-    model = build_model(profile.model, len(vocabulary))
+    run_dir = checkpoint.parent.parent
+    rebuilt = source_for_run(
+        profile.model.architecture, state.get("model_source"), run_dir if run_dir.is_dir() else None
+    )
+    input_dim = int(state.get("input_dim", LAYOUT.dim))  # format-1 checkpoints: built-ins only
+    model = build_from_source(rebuilt.source, profile.model, input_dim, len(vocabulary))
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    run_dir = checkpoint.parent.parent
     return TrainedModel(
         model,
         profile,
@@ -90,4 +96,5 @@ def load_trained(
         run_dir if (run_dir / "run.db").exists() else None,
         int(state.get("step", 0)),
         device,
+        rebuilt.note,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from signconsole.models.base import ModelOutput
+from signconsole.models.contract import ModelOutput
 
 
 def ctc_min_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:

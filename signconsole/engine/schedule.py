@@ -24,6 +24,8 @@ def schedule_factor(step: int, config: ScheduleConfig, total_steps: int) -> floa
         position = (after % config.cycle_steps) / config.cycle_steps
         return 1.0 - 2.0 * abs(position - 0.5) * (1.0 - config.warmup_start_factor)
     if config.name == "cosine":
+        if total_steps <= 0:  # only a time budget ends the run: no known end to decay towards
+            return 1.0
         span = max(1, total_steps - config.warmup_steps)
         progress = min(1.0, after / span)
         return 0.0 + 0.5 * (1.0 + math.cos(math.pi * progress))

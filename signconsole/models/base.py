@@ -19,21 +19,16 @@ and `forward` cannot disagree.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from signconsole.config import ModelConfig
+from signconsole.models.contract import ModelOutput, parameters_per_stage
 
 TEMPORAL_STRIDES = (1, 2, 4)
-
-
-class ModelOutput(NamedTuple):
-    logits: torch.Tensor  # [B, T', V] raw, unnormalised
-    lengths: torch.Tensor  # [B] int64, valid output frames per sample (>= 1)
-    encoder: torch.Tensor  # [B, T', H] features right before the classifier
 
 
 def conv_output_length(
@@ -225,14 +220,11 @@ class CSLRModel(nn.Module):
 
     stage_names: ClassVar[tuple[str, ...]] = ()
 
-    def stage_modules(self) -> dict[str, nn.Module]:
+    def stages(self) -> dict[str, nn.Module]:
         return {name: getattr(self, name) for name in self.stage_names}
 
     def parameters_per_stage(self) -> dict[str, int]:
-        return {
-            name: sum(p.numel() for p in module.parameters())
-            for name, module in self.stage_modules().items()
-        }
+        return parameters_per_stage(self.stages())
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -107,12 +107,14 @@ class RunDatabase:
             self.connection.execute(f"DELETE FROM {table} WHERE step > ?", (step,))
         self.connection.commit()
 
-    def pending_commands(self) -> list[tuple[int, dict]]:
-        """Commands queued by other processes (attach), not yet applied."""
+    def pending_commands(self) -> list[tuple[int, object]]:
+        """Commands queued by other processes (attach), not yet applied, as stored: the payload
+        is whatever another process wrote, so the engine parses and validates it
+        (engine/inbox.py) and a malformed row can never stop the run."""
         rows = self.connection.execute(
             "SELECT id, payload FROM commands WHERE applied_step IS NULL ORDER BY id"
         ).fetchall()
-        return [(row["id"], json.loads(row["payload"])) for row in rows]
+        return [(row["id"], row["payload"]) for row in rows]
 
     def mark_command_applied(self, command_id: int, step: int) -> None:
         self.connection.execute(

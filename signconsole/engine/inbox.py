@@ -1,0 +1,176 @@
+"""Commands reach the engine here, between optimizer steps (never between micro-batches).
+
+Two sources: the in-process bus (the console) and the run store's commands table (another
+terminal: `signconsole show` attached to a headless run), polled about once a second. While the
+run is paused the inbox waits here for the command that resumes or stops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from typing import TYPE_CHECKING
+
+from signconsole.engine.callbacks import Callback
+from signconsole.events import (
+    COMMAND_TYPES,
+    CheckpointNow,
+    Command,
+    CommandApplied,
+    EvaluateNow,
+    Freeze,
+    Pause,
+    Resume,
+    SetLearningRate,
+    Stop,
+    Unfreeze,
+    describe_command,
+)
+
+if TYPE_CHECKING:
+    from signconsole.engine.trainer import Engine
+
+STORE_POLL_SECONDS = 1.0
+
+
+class CommandInbox(Callback):
+    def __init__(self) -> None:
+        self._last_poll = 0.0
+
+    def on_boundary(self, engine: Engine) -> None:
+        for command in engine.bus.pending_commands():
+            apply_command(engine, command)
+        self._poll_store(engine)
+        if engine.state.status == "paused":
+            engine.clock.pause()
+            while engine.state.status == "paused":
+                command = engine.bus.wait_command(0.2)
+                if command is not None:
+                    apply_command(engine, command)
+                self._poll_store(engine, force=True)
+            engine.clock.resume()
+
+    def _poll_store(self, engine: Engine, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_poll < STORE_POLL_SECONDS:
+            return
+        self._last_poll = now
+        db = engine.recorder.db
+        for command_id, payload in db.pending_commands():
+            # Marked applied first: a row that cannot be parsed or applied is answered once and
+            # never again, so no row in the table can stop this run or any later --resume.
+            db.mark_command_applied(command_id, engine.state.step)
+            db.connection.commit()
+            command = parse_command(payload)
+            if isinstance(command, str):
+                reject(engine, f"row {command_id} of run.db's commands table", command)
+            else:
+                apply_command(engine, command)
+
+
+def parse_command(payload: object) -> Command | str:
+    """A command from a stored JSON payload, or the reason it is not one."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError as error:
+            return f"not JSON ({error})"
+    if not isinstance(payload, dict):
+        return f"expected a JSON object with a type, got {type(payload).__name__}"
+    fields = dict(payload)
+    name = fields.pop("type", None)
+    cls = COMMAND_TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        return f"unknown command type {name!r} (known: {', '.join(COMMAND_TYPES)})"
+    allowed = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in fields.items():
+        if key not in allowed:
+            return f"{name} has no field {key!r}"
+        expected = FIELD_TYPES.get(key, str)
+        if value is not None and (
+            not isinstance(value, expected) or isinstance(value, bool) and expected is not bool
+        ):
+            return f"{name}.{key} = {value!r} is not {expected.__name__ if isinstance(expected, type) else 'a number'}"
+    try:
+        return cls(**fields)
+    except TypeError as error:
+        return f"{name}: {error}"
+
+
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "source": str,
+    "reason": str,
+    "stage": str,
+    "value": (int, float),
+    "factor": (int, float),
+}
+MAX_LEARNING_RATE = 10.0  # beyond this a command is a typo, not a choice (1e308 once NaN-ed a run)
+MAX_LR_FACTOR = 1000.0
+
+
+def check_command(engine: Engine, command: Command) -> str:
+    """Why `command` cannot be applied to this run now ("" when it can)."""
+    if isinstance(command, Freeze | Unfreeze):
+        if command.stage not in engine.stages:
+            return f"unknown stage {command.stage!r} (stages: {', '.join(engine.stages)})"
+        if isinstance(command, Freeze):
+            training = [
+                s for s, on in engine.control.trainable.items() if on and s != command.stage
+            ]
+            if not training:
+                return f"freezing {command.stage!r} would leave no stage training"
+    if isinstance(command, SetLearningRate):
+        value, factor = command.value, command.factor
+        if (value is None) == (factor is None):
+            return "give exactly one of value or factor"
+        number = value if value is not None else factor
+        limit = MAX_LEARNING_RATE if value is not None else MAX_LR_FACTOR
+        if not (math.isfinite(number) and 0 < number <= limit):
+            kind = "learning rate" if value is not None else "factor"
+            return f"{kind} {number!r} must be a finite number in (0, {limit:g}]"
+    return ""
+
+
+def reject(engine: Engine, what: str, reason: str) -> None:
+    engine.bus.publish(
+        CommandApplied(engine.state.step, command=what, detail=f"rejected: {reason}")
+    )
+
+
+def apply_command(engine: Engine, command: Command) -> None:
+    """Apply one command and record it (CommandApplied), with what it did or why not."""
+    problem = check_command(engine, command)
+    if problem:
+        reject(engine, describe_command(command), problem)
+        return
+    detail = ""
+    if isinstance(command, Pause):
+        engine.set_status("paused", "paused by user")
+    elif isinstance(command, Resume):
+        engine.health.consecutive_nonfinite = 0
+        engine.set_status("running", "resumed by user")
+    elif isinstance(command, Stop):
+        engine.set_status("stopping", command.reason)
+        engine.state.stop(command.reason or "stopped by user")
+    elif isinstance(command, Freeze | Unfreeze):
+        engine.set_trainable(command.stage, isinstance(command, Unfreeze), "command")
+    elif isinstance(command, SetLearningRate):
+        lr_control, step = engine.lr_control, engine.state.step
+        if command.value is not None:
+            lr_control.set_exact(command.value, step)
+        else:
+            lr_control.scale(command.factor)
+        detail = f"next lr {lr_control.lr(step):.3g}"
+    elif isinstance(command, CheckpointNow):
+        engine.checkpoint("last")
+    elif isinstance(command, EvaluateNow):
+        engine.evaluator.evaluate_dev()
+    engine.bus.publish(
+        CommandApplied(
+            engine.state.step,
+            command=describe_command(command),
+            detail=detail or f"from {command.source}",
+        )
+    )

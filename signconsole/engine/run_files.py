@@ -1,0 +1,103 @@
+"""A run's directory: created for a new run, reopened (and rolled back to its checkpoint) for a
+resumed one; and which model code a run is built from."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signconsole.config import Profile
+from signconsole.engine import checkpointing
+from signconsole.errors import UserError
+from signconsole.events import CommandApplied
+from signconsole.models.provenance import record_source, source_for_run
+from signconsole.models.registry import ModelSource, resolve_architecture
+from signconsole.store.run import RunRecorder, new_run_dir
+
+if TYPE_CHECKING:
+    from signconsole.engine.trainer import Engine
+
+
+def model_source(profile: Profile, resume_dir: Path | None) -> tuple[ModelSource, str]:
+    """The profile's model code; on resume, the code the run recorded (with a note when the
+    original file changed or is gone and the run's copy is used)."""
+    architecture = profile.model.architecture
+    if resume_dir is not None:
+        recorded = checkpointing.recorded_source(resume_dir / "checkpoints" / "last.pt")
+        rebuilt = source_for_run(architecture, recorded, resume_dir)
+        return rebuilt.source, rebuilt.note
+    base = Path(profile.source).parent if profile.source else None
+    return resolve_architecture(architecture, base), ""
+
+
+def open_run_dir(engine: Engine) -> None:
+    if engine.resume_dir is not None:
+        engine.run_dir = engine.resume_dir
+        changes = profile_changes(engine.run_dir, engine.profile_toml)
+        if changes and not engine.allow_changes:
+            raise UserError(
+                f"{engine.run_dir}: the profile differs from the one this run trained with ("
+                + "; ".join(changes[:6])
+                + ("; ..." if len(changes) > 6 else "")
+                + "); resume with the same profile, or add --allow-changes to train on with the "
+                "new values (the difference is recorded in the run)"
+            )
+        last = engine.run_dir / "checkpoints" / "last.pt"
+        checkpointing.restore(engine, last)
+        engine.model_record = checkpointing.recorded_source(last) or record_source(
+            engine.model_source, engine.run_dir
+        )
+    else:
+        engine.run_dir = new_run_dir(engine.runs_dir, engine.profile.name)
+        (engine.run_dir / "profile.toml").write_text(engine.profile_toml)
+        engine.vocabulary.save(engine.run_dir / "vocabulary.json")
+        if engine.data.stats is not None:
+            engine.data.stats.save(engine.run_dir / "stats.npz")
+        engine.model_record = record_source(engine.model_source, engine.run_dir)
+        for name in engine.control.initially_frozen:
+            engine.control.set_trainable(name, False)
+    engine.recorder = RunRecorder(engine.run_dir)
+    if engine.resume_dir is not None:
+        # Rows written after the last checkpoint describe steps about to be trained again.
+        engine.recorder.db.forget_after(engine.state.step)
+    engine.bus.subscribe(engine.recorder)
+    if engine.resume_dir is not None and changes:
+        record_changes(engine, changes)
+
+
+def profile_changes(run_dir: Path, profile_toml: str) -> list[str]:
+    """'key: old -> new' for every value that differs from the run's recorded profile."""
+    recorded = run_dir / "profile.toml"
+    if not recorded.is_file():
+        return []
+    try:
+        before = tomllib.loads(recorded.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{recorded}: unreadable ({error}); the run cannot be resumed") from None
+    return _diff(before, tomllib.loads(profile_toml))
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += _diff(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return changes
+
+
+def record_changes(engine: Engine, changes: list[str]) -> None:
+    """--allow-changes: the run's profile.toml becomes the new one; the log keeps the old values."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(engine.run_dir / "profile-changes.txt", "a", encoding="utf-8") as log:
+        log.writelines(f"{stamp} step {engine.state.step}: {change}\n" for change in changes)
+    (engine.run_dir / "profile.toml").write_text(engine.profile_toml)
+    engine.bus.publish(
+        CommandApplied(
+            engine.state.step, command="ProfileChanged", detail="; ".join(changes)[:2000]
+        )
+    )

@@ -1,0 +1,229 @@
+"""The user's own nn.Module, named in a profile as a user would: built, checked against the model
+contract, trained with every alarm watching it, and rebuilt from its run later.
+
+The model files are in tests/user_models/ and are copied beside a profile in a temporary folder,
+so the profile names them by a relative path, exactly as in README.md's example."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signconsole.data.prepare import corpus_directory
+from signconsole.engine.doctor import preflight
+from signconsole.errors import UserError
+from signconsole.events import AlarmRaised, EvalFinished, RunStarted
+from signconsole.profile import ProfileError, load_profile
+
+MODELS = Path(__file__).parent / "user_models"
+ROOT = Path(__file__).resolve().parent.parent
+
+PROFILE = """\
+name = "{name}"
+kind = "student"
+
+[data]
+batch_size = 8
+
+[data.fingerspell]
+train = 24
+dev = 8
+test = 8
+
+[model]
+architecture = "{architecture}"
+
+[model.args]
+{args}
+
+[optimizer]
+learning_rate = 3e-3
+
+[schedule]
+name = "constant"
+warmup_steps = 0
+
+[training]
+device = "cpu"
+max_epochs = 0
+max_steps = {steps}
+eval_every = {eval_every}
+log_every = 1
+sample_decodes = 2
+beam_width = 2
+"""
+
+
+def user_profile(
+    folder: Path,
+    architecture: str,
+    args: str = "hidden = 64",
+    steps: int = 50,
+    eval_every: int = 25,
+    name: str = "user-model",
+) -> Path:
+    """A profile in `folder` with the user model files beside it."""
+    for source in MODELS.glob("*.py"):
+        shutil.copy(source, folder / source.name)
+    path = folder / f"{name}.toml"
+    path.write_text(
+        PROFILE.format(
+            name=name, architecture=architecture, args=args, steps=steps, eval_every=eval_every
+        )
+    )
+    return path
+
+
+# ---------------------------------------------------------------------- building and arguments
+
+
+def test_a_healthy_user_model_trains_with_no_alarm_and_decodes(tmp_path, train) -> None:
+    profile = load_profile(user_profile(tmp_path, "gru_ctc.py:GruCtc"))
+    trained = train(profile)
+    assert trained.of(AlarmRaised) == []
+    [started] = trained.of(RunStarted)
+    assert started.stages == ("proj", "subsample", "rnn", "head")  # top-level children, in order
+    dev = trained.of(EvalFinished, split="dev")
+    assert dev[-1].loss < dev[0].loss  # it learns
+    assert all(len(e.samples) == 2 for e in dev)  # and its decodes are shown beside references
+    run_dir = trained.result.run_dir
+    assert (run_dir / "model" / "gru_ctc.py").read_text() == (tmp_path / "gru_ctc.py").read_text()
+
+
+def test_model_args_are_checked_against_the_constructor(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "gru_ctc.py:GruCtc", args="hiden = 64")
+    with pytest.raises(UserError, match=r"model.args.hiden: .* did you mean `hidden`\?"):
+        train(load_profile(path))
+    path = user_profile(tmp_path, "seed_bugs.py:IgnoresInput", args="bias = 1")
+    with pytest.raises(UserError, match="model.args.bias: not an argument"):
+        train(load_profile(path))
+
+
+def test_a_missing_required_argument_is_named(tmp_path, train) -> None:
+    (tmp_path / "needs.py").write_text(
+        "from torch import nn\n"
+        "class Needs(nn.Module):\n"
+        "    def __init__(self, input_dim, num_classes, layers):\n"
+        "        super().__init__()\n"
+    )
+    path = user_profile(tmp_path, "needs.py:Needs", args="")
+    with pytest.raises(UserError, match=r"missing required argument layers: add `layers = \.\.\.`"):
+        train(load_profile(path))
+
+
+@pytest.mark.parametrize(
+    "architecture,message",
+    [
+        ("nope.py:GruCtc", "nope.py not found"),
+        ("gru_ctc.py:GRUCtc", "no 'GRUCtc' in .*did you mean 'GruCtc'"),
+        ("bilstmm", "did you mean 'bilstm'"),
+        ("torch.nn:Linear", "must accept `input_dim`"),
+        ("no_such_package.models:Net", "cannot import 'no_such_package.models'"),
+    ],
+)
+def test_a_bad_architecture_is_one_clear_error(tmp_path, train, architecture, message) -> None:
+    path = user_profile(tmp_path, architecture, args="")
+    with pytest.raises((UserError, ProfileError), match=message):
+        train(load_profile(path))
+
+
+def test_builtin_keys_beside_a_user_model_are_rejected(tmp_path) -> None:
+    path = user_profile(tmp_path, "gru_ctc.py:GruCtc")
+    with pytest.raises(ProfileError, match=r"model.hidden: is read by the built-in models only"):
+        load_profile(path, ["model.hidden=32"])
+
+
+def test_a_syntax_error_in_the_model_file_names_file_and_line(tmp_path, train) -> None:
+    (tmp_path / "broken.py").write_text("import torch\n\ndef oops(:\n")
+    path = user_profile(tmp_path, "broken.py:Net", args="")
+    with pytest.raises(UserError, match=r"broken.py:3: syntax error"):
+        train(load_profile(path))
+
+
+# ------------------------------------------------------------------------ the seeds' model bugs
+
+
+def test_log_softmax_in_forward_raises_its_alarm(tmp_path, train) -> None:
+    trained = train(load_profile(user_profile(tmp_path, "seed_bugs.py:LogSoftmaxInForward")))
+    alarms = trained.of(AlarmRaised, kind="log_probs_output")
+    assert alarms and alarms[0].step <= 1 and alarms[0].severity == "error"
+
+
+def test_time_pooled_to_one_frame_is_a_sequence_collapse(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:PooledTime", steps=10, eval_every=10)
+    trained = train(load_profile(path))
+    [alarm] = trained.of(AlarmRaised, kind="sequence_collapse")[:1]
+    assert alarm.step == 0 and "pools the time axis away" in alarm.message
+    checks, _ = preflight(load_profile(path))
+    assert any(c.status == "fail" and "pooled away" in c.detail for c in checks)
+
+
+def test_a_near_zero_final_layer_is_signal_death(tmp_path, train) -> None:
+    trained = train(load_profile(user_profile(tmp_path, "seed_bugs.py:TinyFinalLayer", steps=5)))
+    alarms = trained.of(AlarmRaised, kind="signal_death")
+    assert alarms and alarms[0].step <= 1
+
+
+def test_lengths_not_reduced_with_the_stride_stop_the_run_and_fail_doctor(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:LengthsNotReduced")
+    with pytest.raises(UserError, match="reduce the lengths with the model's temporal stride"):
+        train(load_profile(path))
+    checks, _ = preflight(load_profile(path))
+    [failed] = [c for c in checks if c.status == "fail"]
+    assert failed.name == "model contract" and "output lengths reach" in failed.detail
+
+
+def test_a_model_that_ignores_its_input_is_refused(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:IgnoresInput", args="")
+    with pytest.raises(UserError, match="does not depend on the input features"):
+        train(load_profile(path))
+
+
+# ------------------------------------------------------------------ reproducible from the run
+
+
+def signconsole(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "signconsole", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_headless_run_then_eval_and_decode_rebuild_the_user_model(tmp_path) -> None:
+    path = user_profile(tmp_path, "gru_ctc.py:GruCtc", steps=20, eval_every=10)
+    runs = tmp_path / "runs"
+    result = signconsole("run", str(path), "--runs-dir", str(runs), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [run_dir] = list(runs.iterdir())
+
+    evaluated = signconsole("eval", str(run_dir), "--split", "dev", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "rebuilt from the run's copy" not in evaluated.stderr
+
+    # The user edits their model file after the run: eval must still use the code it trained.
+    model_file = tmp_path / "gru_ctc.py"
+    model_file.write_text(model_file.read_text().replace("hidden: int = 64", "hidden: int = 48"))
+    edited = signconsole("eval", str(run_dir), "--split", "dev", cwd=tmp_path)
+    assert edited.returncode == 0, edited.stderr[-2000:]
+    assert "changed since the run; rebuilt from the run's copy" in edited.stderr
+
+    def scores(out: str) -> list[str]:  # everything but the timing
+        return [line for line in out.splitlines() if "throughput" not in line]
+
+    assert scores(edited.stdout) == scores(evaluated.stdout)
+
+    corpus = corpus_directory(load_profile(path))[0]
+    model_file.unlink()
+    recording = sorted(corpus.rglob("*.npz"))[0]  # a real landmark file of the corpus
+    decoded = signconsole("decode", str(run_dir), str(recording), cwd=tmp_path)
+    assert decoded.returncode == 0, decoded.stderr[-2000:]
+    assert "is missing; rebuilt from the run's copy" in decoded.stderr
+    assert "greedy" in decoded.stdout
