@@ -129,6 +129,9 @@ class EnginePath:
         # What `Engine.run()` / `Engine.train()` do before the first batch.
         engine.set_status("running")
         engine.train_mode()
+        engine.clock.resume()
+        for callback in engine.callbacks:
+            callback.on_train_start(engine)
 
     def step(self, batch: Batch) -> None:
         engine = self.engine

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Severity = Literal["info", "warning", "error"]
-RunState = Literal["starting", "running", "paused", "stopping", "finished", "failed"]
+RunState = Literal["starting", "running", "paused", "stopping", "finished", "stopped", "failed"]
 
 
 @dataclass(frozen=True)

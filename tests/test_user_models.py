@@ -177,9 +177,39 @@ def test_lengths_not_reduced_with_the_stride_stop_the_run_and_fail_doctor(tmp_pa
     assert failed.name == "model contract" and "output lengths reach" in failed.detail
 
 
-def test_a_model_that_ignores_its_input_is_refused(tmp_path, train) -> None:
-    path = user_profile(tmp_path, "seed_bugs.py:IgnoresInput", args="")
-    with pytest.raises(UserError, match="does not depend on the input features"):
+def test_a_model_that_ignores_its_input_is_alarmed(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:IgnoresInput", args="", steps=3, eval_every=3)
+    trained = train(load_profile(path))
+    [alarm] = trained.of(AlarmRaised, kind="input_ignored")
+    assert alarm.step == 0 and "did not change when its input did" in alarm.message
+    checks, _ = preflight(load_profile(path))
+    assert any(c.status == "warn" and "did not change" in c.detail for c in checks)
+
+
+def test_a_zero_initialised_classifier_is_not_an_ignored_input(tmp_path, train) -> None:
+    trained = train(load_profile(user_profile(tmp_path, "seed_bugs.py:ZeroInitHead", steps=3)))
+    assert not trained.of(AlarmRaised, kind="input_ignored")
+    assert not trained.of(AlarmRaised, kind="sequence_collapse")
+
+
+def test_a_parameter_on_the_model_itself_trains(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:WithPositionScale", steps=4, eval_every=4)
+    trained = train(load_profile(path))
+    assert trained.of(RunStarted)[0].stages[-1] == "model_params"
+    assert float(trained.engine.model.scale) != 1.0  # it was in the optimizer
+
+
+def test_stages_from_a_module_dict_name_the_freeze_groups(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:NamedStages", steps=4, eval_every=4)
+    profile = load_profile(path, ['freeze.frozen=["encoder"]'])
+    trained = train(profile)
+    assert trained.of(RunStarted)[0].stages == ("encoder", "head")
+    assert trained.engine.control.trainable == {"encoder": False, "head": True}
+
+
+def test_an_error_in_the_users_forward_is_one_line_with_its_place(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "seed_bugs.py:ForwardRaises")
+    with pytest.raises(UserError, match=r"forward raised RuntimeError: .*seed_bugs.py:\d+\)"):
         train(load_profile(path))
 
 

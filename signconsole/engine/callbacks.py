@@ -44,6 +44,9 @@ class StepResult:
 class Callback:
     key = ""  # set by callbacks with state to save
 
+    def on_train_start(self, engine: Engine) -> None:
+        pass
+
     def on_boundary(self, engine: Engine) -> None:
         pass
 
@@ -67,8 +70,11 @@ class StepLogger(Callback):
 
     losses: list[torch.Tensor] = field(default_factory=list)
     skipped: int = 0
-    window_start: float = field(default_factory=time.monotonic)
+    window_start: float = 0.0
     window_frames: int = 0
+
+    def on_train_start(self, engine: Engine) -> None:
+        self.window_start = time.monotonic()  # frames/s of training, not of setup
 
     def on_step_end(self, engine: Engine, result: StepResult) -> None:
         self.losses.append(result.loss)
@@ -163,6 +169,9 @@ class PeriodicCheckpoint(Callback):
     minutes: float
     clock: ActiveClock
     _last_seconds: float = 0.0
+
+    def on_train_start(self, engine: Engine) -> None:
+        self._last_seconds = self.clock.seconds()  # a resume starts its own interval
 
     def on_step_end(self, engine: Engine, result: StepResult) -> None:
         by_steps = self.every and engine.state.step % self.every == 0

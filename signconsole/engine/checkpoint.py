@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
+from signconsole.errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError):
     pass
 
 

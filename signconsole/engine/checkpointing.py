@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from signconsole.engine.checkpoint import load_checkpoint, profile_hash, restore_rng, rng_state
 from signconsole.errors import UserError
-from signconsole.profile import profile_to_dict
+from signconsole.profile import profile_to_dict, with_absolute_paths
 
 if TYPE_CHECKING:
     from signconsole.engine.trainer import Engine
@@ -32,7 +32,7 @@ def checkpoint_state(engine: Engine) -> dict[str, Any]:
         "callbacks": {c.key: c.state_dict() for c in engine.callbacks if c.key},
         "trainable": dict(engine.control.trainable),
         "vocabulary": list(engine.vocabulary.tokens),
-        "profile": profile_to_dict(engine.profile),
+        "profile": profile_to_dict(with_absolute_paths(engine.profile)),
         "profile_hash": profile_hash(engine.profile_toml),
         "unit": engine.data.unit,
         "input_dim": engine.input_dim,
@@ -55,8 +55,9 @@ def restore(engine: Engine, path: Path) -> dict[str, Any]:
     for name, trainable in state["trainable"].items():
         engine.control.set_trainable(name, trainable)
     engine.optimizer.load_state_dict(state["optimizer"])
+    reapply_hyperparameters(engine)  # --allow-changes: the profile's values, not the saved ones
     engine.lr_control.load_state_dict(state["lr_control"])
-    if "scaler" in state:
+    if state.get("scaler") and engine.scaler.is_enabled():
         engine.scaler.load_state_dict(state["scaler"])
     restore_rng(state["rng"])
     engine.state.load_state_dict(state)
@@ -74,3 +75,16 @@ def recorded_source(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return load_checkpoint(path).get("model_source")
+
+
+def reapply_hyperparameters(engine: Engine) -> None:
+    """`optimizer.load_state_dict` brings back the saved groups' settings; the profile's values
+    (possibly changed on resume with --allow-changes) are the ones to train with."""
+    config = engine.profile.optimizer
+    for group in engine.optimizer.param_groups:
+        group["lr_multiplier"] = config.stage_lr.get(group["stage"], 1.0)
+        group["weight_decay"] = config.weight_decay
+        if "betas" in group:
+            group["betas"] = tuple(config.betas)
+        if "momentum" in group:
+            group["momentum"] = config.momentum

@@ -73,9 +73,14 @@ def comparable_section(profile_dict: dict[str, Any], section: str) -> dict[str, 
 
 
 def find_baseline(runs_dir: Path, profile_dict: dict[str, Any], exclude: Path) -> Path | None:
-    """The newest finished student run with this run's model and data sections."""
+    """The newest student run with this run's model and data sections that ran to its end or
+    to its budget (finished or stopped, not failed)."""
     for run in list_runs(runs_dir):
-        if run.path == exclude or run.kind != "student" or run.status != "finished":
+        if (
+            run.path == exclude
+            or run.kind != "student"
+            or run.status not in ("finished", "stopped")
+        ):
             continue
         try:
             theirs = tomllib.loads((run.path / "profile.toml").read_text())

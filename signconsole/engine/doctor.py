@@ -204,6 +204,15 @@ def _model(profile: Profile, data: PreparedData) -> tuple[list[Check], object | 
                 "return raw logits: the loss applies log_softmax once (seed 001)",
             )
         )
+    elif report.input_ignored:
+        checks.append(
+            Check(
+                "model contract",
+                "warn",
+                "the output did not change when the input did (one real batch against noise)",
+                "forward() must use its features; a zero-initialised classifier also does this",
+            )
+        )
     elif report.collapsed:
         checks.append(
             Check(
@@ -398,7 +407,7 @@ def overfit(
     bus.subscribe(watch)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="signconsole-doctor-") as runs:
-        result = Engine(test_profile, bus, runs_dir=runs, data=tiny).run()
+        result = Engine(test_profile, bus, runs_dir=runs, data=tiny, wait_for_person=False).run()
     return OverfitResult(
         bool(solved),
         solved[0] if solved else result.steps,

@@ -19,6 +19,8 @@ from signconsole.config import HealthConfig
 from signconsole.events import AlarmRaised, Severity
 
 HINTS = {
+    "input_ignored": "If the classifier starts at zero this clears after the first steps; "
+    "otherwise check that forward() uses `features` (not only `lengths`).",
     "no_dev_split": "Give the corpus a dev split (annotations/manual/dev.corpus.csv) so runs can "
     "be scored, compared and early-stopped.",
     "model_source": "The run's model code is not the file the profile names any more; the run's "

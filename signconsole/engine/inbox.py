@@ -75,8 +75,8 @@ def parse_command(payload: object) -> Command | str:
     if isinstance(payload, str | bytes):
         try:
             payload = json.loads(payload)
-        except ValueError as error:
-            return f"not JSON ({error})"
+        except (ValueError, RecursionError) as error:  # RecursionError: "[[[[..." rows
+            return f"not JSON ({str(error)[:80]})"
     if not isinstance(payload, dict):
         return f"expected a JSON object with a type, got {type(payload).__name__}"
     fields = dict(payload)
@@ -112,6 +112,8 @@ MAX_LR_FACTOR = 1000.0
 
 def check_command(engine: Engine, command: Command) -> str:
     """Why `command` cannot be applied to this run now ("" when it can)."""
+    if isinstance(command, Pause | Resume) and engine.state.stop_reason:
+        return f"the run is stopping ({engine.state.stop_reason})"
     if isinstance(command, Freeze | Unfreeze):
         if command.stage not in engine.stages:
             return f"unknown stage {command.stage!r} (stages: {', '.join(engine.stages)})"
@@ -125,17 +127,27 @@ def check_command(engine: Engine, command: Command) -> str:
         value, factor = command.value, command.factor
         if (value is None) == (factor is None):
             return "give exactly one of value or factor"
-        number = value if value is not None else factor
+        number = float(value if value is not None else factor) if _sane(value, factor) else math.inf
         limit = MAX_LEARNING_RATE if value is not None else MAX_LR_FACTOR
         if not (math.isfinite(number) and 0 < number <= limit):
             kind = "learning rate" if value is not None else "factor"
-            return f"{kind} {number!r} must be a finite number in (0, {limit:g}]"
+            shown = value if value is not None else factor
+            return f"{kind} {str(shown)[:30]} must be a finite number in (0, {limit:g}]"
+        if factor is not None:
+            result = engine.lr_control.lr(engine.state.step) * number
+            if result > MAX_LEARNING_RATE:
+                return f"the learning rate would become {result:.3g} (> {MAX_LEARNING_RATE:g})"
     return ""
+
+
+def _sane(*numbers: float | int | None) -> bool:
+    """False for integers too large for a float (JSON reads 1 followed by 400 digits as one)."""
+    return all(n is None or isinstance(n, float) or abs(n) < 1e300 for n in numbers)
 
 
 def reject(engine: Engine, what: str, reason: str) -> None:
     engine.bus.publish(
-        CommandApplied(engine.state.step, command=what, detail=f"rejected: {reason}")
+        CommandApplied(engine.state.step, command=what[:120], detail=f"rejected: {reason}")
     )
 
 

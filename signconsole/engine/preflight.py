@@ -34,6 +34,15 @@ def infeasible_samples(
 def contract_alarms(health: HealthMonitor, report: ContractReport) -> None:
     if report.log_probabilities:
         health.check_log_probs(0, 0.0)
+    if report.input_ignored:
+        health.alarm(
+            0,
+            "input_ignored",
+            "warning",
+            "the model's output did not change when its input did (one real batch against "
+            "noise of the same lengths): forward may not be using its features",
+            force=True,
+        )
     if report.collapsed:
         health.alarm(
             0,

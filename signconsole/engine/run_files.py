@@ -14,6 +14,7 @@ from signconsole.errors import UserError
 from signconsole.events import CommandApplied
 from signconsole.models.provenance import record_source, source_for_run
 from signconsole.models.registry import ModelSource, resolve_architecture
+from signconsole.profile import ProfileError, profile_from_dict, profile_to_dict
 from signconsole.store.run import RunRecorder, new_run_dir
 
 if TYPE_CHECKING:
@@ -36,6 +37,14 @@ def open_run_dir(engine: Engine) -> None:
     if engine.resume_dir is not None:
         engine.run_dir = engine.resume_dir
         changes = profile_changes(engine.run_dir, engine.profile_toml)
+        structural = [c for c in changes if c.startswith(STRUCTURAL)]
+        if structural:
+            raise UserError(
+                f"{engine.run_dir}: cannot resume with a different "
+                + "; ".join(structural[:4])
+                + ": the checkpoint was made with the old value; start a new run (pretrained "
+                "weights: model.pretrained.path = the run directory)"
+            )
         if changes and not engine.allow_changes:
             raise UserError(
                 f"{engine.run_dir}: the profile differs from the one this run trained with ("
@@ -68,15 +77,22 @@ def open_run_dir(engine: Engine) -> None:
 
 
 def profile_changes(run_dir: Path, profile_toml: str) -> list[str]:
-    """'key: old -> new' for every value that differs from the run's recorded profile."""
+    """'key: old -> new' for every value that differs from the run's recorded profile, both read
+    through the profile schema (so a key added to signconsole since the run is its default, not
+    a change)."""
     recorded = run_dir / "profile.toml"
     if not recorded.is_file():
         return []
     try:
-        before = tomllib.loads(recorded.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{recorded}: unreadable ({error}); the run cannot be resumed") from None
-    return _diff(before, tomllib.loads(profile_toml))
+        before = profile_to_dict(profile_from_dict(tomllib.loads(recorded.read_text("utf-8"))))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ProfileError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{recorded}: unreadable ({first}); the run cannot be resumed") from None
+    return _diff(before, profile_to_dict(profile_from_dict(tomllib.loads(profile_toml))))
+
+
+# What the checkpoint's tensors were made with: a change would not load or would be a new run.
+STRUCTURAL = ("kind", "model.", "optimizer.name", "data.normalization", "data.coordinates")
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:

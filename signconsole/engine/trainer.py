@@ -186,6 +186,8 @@ class Engine:
         and commands between steps. Ends when a limit is reached or `state.stop_reason` is set."""
         training, state = self.profile.training, self.state
         self.clock.resume()
+        for callback in self.callbacks:
+            callback.on_train_start(self)
         if training.max_steps and state.step >= training.max_steps:
             return  # a resumed run that had already reached its end trains no extra step
         while not training.max_epochs or state.epoch < training.max_epochs:
@@ -204,8 +206,10 @@ class Engine:
                 pending = []
                 if state.stop_reason or (training.max_steps and state.step >= training.max_steps):
                     return
-            if pending:
+            if pending:  # the epoch's last, shorter accumulation
                 self.take_step(pending)
+                if state.stop_reason or (training.max_steps and state.step >= training.max_steps):
+                    return
             state.epoch += 1
             state.batch_in_epoch = 0
             if not training.eval_every:

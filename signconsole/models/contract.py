@@ -18,12 +18,14 @@ and returns one line per violation.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from signconsole.errors import UserError
 
 
 class ModelOutput(NamedTuple):
@@ -32,7 +34,7 @@ class ModelOutput(NamedTuple):
     encoder: torch.Tensor | None  # [B, T', H] before the classifier, when the model returns it
 
 
-class ContractError(ValueError):
+class ContractError(UserError):
     """The model returned something the contract does not allow (the message says what)."""
 
 
@@ -66,19 +68,49 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
+LOOSE_STAGE = "model_params"  # parameters that sit on the model itself, outside every child
+
+
 def model_stages(model: nn.Module) -> OrderedDict[str, nn.Module]:
-    """The model's named stages, in input-to-output order."""
+    """The model's named stages, in input-to-output order.
+
+    `stages()` when the model has it (any mapping of name -> module: dict, OrderedDict,
+    nn.ModuleDict); it must cover every trainable parameter, or those would never train.
+    Otherwise the top-level children, plus a `model_params` stage for parameters registered
+    on the model itself (a learned positional embedding, a scale), so nothing is left out."""
     stages = getattr(model, "stages", None)
     if callable(stages) and not isinstance(stages, nn.Module):
         mapping = stages()
-        if not isinstance(mapping, dict) or not all(
-            isinstance(k, str) and isinstance(v, nn.Module) for k, v in mapping.items()
+        items = list(mapping.items()) if isinstance(mapping, Mapping | nn.ModuleDict) else None
+        if items is None or not all(
+            isinstance(k, str) and isinstance(v, nn.Module) for k, v in items
         ):
             raise ContractError(
-                "stages() must return a mapping of stage name -> nn.Module (in order)"
+                f"stages() returned {type(mapping).__name__}; it must return a mapping of stage "
+                "name -> nn.Module, input to output"
             )
-        return OrderedDict(mapping)
-    return OrderedDict((name, child) for name, child in model.named_children())
+        result = OrderedDict(items)
+        loose = _loose_parameters(model, result)
+        if loose:
+            raise ContractError(
+                f"stages() leaves out trainable parameters ({', '.join(loose[:4])}"
+                f"{', ...' if len(loose) > 4 else ''}): they would never train; add their "
+                "modules to stages()"
+            )
+        return result
+    result = OrderedDict((name, child) for name, child in model.named_children())
+    own = [p for p in model.parameters(recurse=False)]
+    if own:
+        holder = nn.Module()  # not registered in the model: its state_dict is unchanged
+        for index, parameter in enumerate(own):
+            holder.register_parameter(f"p{index}", parameter)
+        result[LOOSE_STAGE] = holder
+    return result
+
+
+def _loose_parameters(model: nn.Module, stages: dict[str, nn.Module]) -> list[str]:
+    staged = {id(p) for module in stages.values() for p in module.parameters()}
+    return [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in staged]
 
 
 class EncoderTap:
@@ -91,6 +123,11 @@ class EncoderTap:
         if stages:
             last = list(stages.values())[-1]
             self._handle = last.register_forward_pre_hook(self._keep)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
     def _keep(self, module: nn.Module, inputs: tuple) -> None:
         value = inputs[0] if inputs else None
@@ -121,6 +158,7 @@ class ContractReport:
     collapsed: bool = False  # every output frame equals its neighbour: time pooled away
     log_probabilities: bool = False  # the output is already log_softmax-ed
     stride: float = 1.0  # input frames per output frame, measured on the batch
+    input_ignored: bool = False  # the logits did not change with the input (encoder unknown)
 
 
 def check_model(
@@ -136,6 +174,11 @@ def check_model(
     errors = report.errors
     if not any(p.requires_grad for p in model.parameters()):
         errors.append("the model has no trainable parameters")
+    try:
+        tap = EncoderTap(model_stages(model))
+    except ContractError as error:
+        errors.append(str(error))
+        return report
     was_training = model.training
     model.eval()
     try:
@@ -144,6 +187,9 @@ def check_model(
                 output = read_output(model(features, lengths))
             except ContractError as error:
                 errors.append(str(error))
+                return report
+            except Exception as error:  # the user's forward: its error, where it happened
+                errors.append(f"forward raised {type(error).__name__}: {error}{_where(error)}")
                 return report
             logits, out_lengths = output.logits, output.lengths
             batch, frames = features.shape[0], features.shape[1]
@@ -198,22 +244,37 @@ def check_model(
                 )
             if errors:
                 return report
-            encoder = output.encoder if output.encoder is not None else logits
-            report.collapsed = _time_collapsed(encoder, out_lengths)
+            encoder = tap.encoder(output)
+            report.collapsed = _time_collapsed(
+                encoder if encoder is not None else logits, out_lengths
+            )
             valid = (
                 torch.arange(t_out, device=logits.device)[None]
                 < out_lengths.to(logits.device)[:, None]
             )
             lse = logits.float()[valid].logsumexp(-1)
             report.log_probabilities = bool((lse.abs() < 1e-3).all())
-            if _ignores_input(model, features, lengths, logits):
+            if encoder is not None and _same_output(model, tap, features, lengths, encoder):
                 errors.append(
                     "the output does not depend on the input features (two different batches "
-                    "of the same lengths gave identical logits): is forward using its input?"
+                    "of the same lengths gave identical encoder outputs): is forward using them?"
                 )
+            elif encoder is None:
+                # Only the logits to compare: a zero-initialised classifier also makes them
+                # constant at step 0, so this is an alarm to read, not a refusal.
+                report.input_ignored = _same_output(model, None, features, lengths, logits)
     finally:
         model.train(was_training)
+        tap.close()
     return report
+
+
+def _where(error: BaseException) -> str:
+    """' (file:line)' of the innermost frame outside torch, to point at the user's code."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "/torch/" not in f.filename]
+    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _null():
@@ -237,14 +298,25 @@ def _time_collapsed(encoder: torch.Tensor, lengths: torch.Tensor) -> bool:
     return checked > 0
 
 
-def _ignores_input(
-    model: nn.Module, features: torch.Tensor, lengths: torch.Tensor, logits: torch.Tensor
+def _same_output(
+    model: nn.Module,
+    tap: EncoderTap | None,
+    features: torch.Tensor,
+    lengths: torch.Tensor,
+    encoder: torch.Tensor,
 ) -> bool:
+    """True when the encoder output (the logits when `tap` is None) is the same for another
+    input of the same lengths. The encoder first: a zero-initialised classifier (a common CTC
+    choice) makes the logits constant for any input at step 0."""
+    encoder = encoder.detach().clone()
     generator = torch.Generator(device="cpu").manual_seed(0)
     other = torch.randn(features.shape, generator=generator).to(features.device, features.dtype)
-    other_logits = forward(model, other * features.float().std().clamp_min(1e-3), lengths).logits
-    return other_logits.shape == logits.shape and bool(
-        torch.allclose(other_logits.float(), logits.float(), atol=1e-6, rtol=1e-5)
+    other_output = forward(model, other * features.float().std().clamp_min(1e-3), lengths)
+    other_encoder = tap.encoder(other_output) if tap is not None else other_output.logits
+    return (
+        other_encoder is not None
+        and other_encoder.shape == encoder.shape
+        and bool(torch.allclose(other_encoder.float(), encoder.float(), atol=1e-6, rtol=1e-5))
     )
 
 

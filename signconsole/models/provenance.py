@@ -48,6 +48,7 @@ def source_for_run(
     """The code to rebuild a recorded model with: the original while unchanged, else the copy."""
     if recorded is None or not recorded.get("sha256"):
         return RebuiltSource(resolve_architecture(architecture), "")
+    architecture = recorded["architecture"]  # absolute: the run may be used from anywhere
     original = Path(recorded["file"])
     copy = Path(recorded["copy"]).name
     copy_path = (run_dir / COPY_DIR / copy) if run_dir is not None else Path(recorded["copy"])

@@ -148,6 +148,7 @@ def resolve_architecture(architecture: str, base_dir: Path | None = None) -> Mod
         sys.path[:0] = extra
         try:
             module = importlib.import_module(target)
+            module = _reload_if_changed(module)
         except Exception as error:  # the user's import: any error is theirs to see in one line
             raise ModelBuildError(
                 f"model.architecture = {architecture!r}: cannot import {target!r}: "
@@ -174,6 +175,23 @@ def resolve_architecture(architecture: str, base_dir: Path | None = None) -> Mod
     return ModelSource(
         architecture_out, kind, cls, file, file_sha256(file) if file and file.exists() else ""
     )
+
+
+_IMPORTED: dict[str, str] = {}  # module name -> sha256 of its file when imported
+
+
+def _reload_if_changed(module: Any) -> Any:
+    """A long-lived console imports a user package once; an edit between two runs must give
+    the second run the new code (and the run must record the code that trained)."""
+    file = getattr(module, "__file__", None)
+    if not file or not Path(file).is_file():
+        return module
+    digest = file_sha256(Path(file))
+    seen = _IMPORTED.setdefault(module.__name__, digest)
+    if seen != digest:
+        module = importlib.reload(module)
+        _IMPORTED[module.__name__] = digest
+    return module
 
 
 def import_model_file(path: Path, architecture: str) -> Any:

@@ -53,3 +53,39 @@ class IgnoresInput(nn.Module):
     def forward(self, features, lengths):
         frames = features.shape[1]
         return self.scores.expand(features.shape[0], frames, -1), lengths
+
+
+class ZeroInitHead(GruCtc):
+    """Healthy: a zero-initialised classifier (a common CTC choice) is not an ignored input."""
+
+    def __init__(self, input_dim, num_classes, hidden=64):
+        super().__init__(input_dim, num_classes, hidden)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+
+class WithPositionScale(GruCtc):
+    """Healthy: a parameter on the model itself (outside every child) must train too."""
+
+    def __init__(self, input_dim, num_classes, hidden=64):
+        super().__init__(input_dim, num_classes, hidden)
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, features, lengths):
+        return super().forward(features * self.scale, lengths)
+
+
+class NamedStages(GruCtc):
+    """stages() as an nn.ModuleDict: two stages, input side and output side."""
+
+    def stages(self):
+        return nn.ModuleDict(
+            {"encoder": nn.ModuleList([self.proj, self.subsample, self.rnn]), "head": self.head}
+        )
+
+
+class ForwardRaises(GruCtc):
+    """A shape bug in the user's forward."""
+
+    def forward(self, features, lengths):
+        return self.head(features), lengths
