@@ -8,15 +8,13 @@ documentation (README's profile reference is generated from the same words).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["teacher", "student", "distill"]
 Normalization = Literal["none", "per_sample", "corpus_stats"]
 Coordinates = Literal["raw", "shoulder"]
-Architecture = Literal["i3d_teacher", "mobilenet_student", "bilstm"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["constant", "cosine", "step", "plateau", "cyclic"]
-Device = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["fp32", "bf16", "fp16"]
 AdaptMethod = Literal["temporal_mean", "spatial_mean", "temporal_max"]
 WerNormalization = Literal["none", "phoenix"]
@@ -58,7 +56,9 @@ class PretrainedConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: Architecture = "mobilenet_student"  # which model family to build
+    # a built-in (mobilenet_student, i3d_teacher, bilstm), "package.module:Class" or
+    # "path/model.py:Class" (relative to the profile file): see the model contract in README.md
+    architecture: str = "mobilenet_student"
     hidden: int = (
         256  # width of the fusion output and of the BiLSTM output (hidden//2 per direction); even
     )
@@ -68,6 +68,20 @@ class ModelConfig:
     temporal_stride: int = 4  # total downsampling in time (1, 2 or 4); never collapses time
     width_multiplier: float = 1.0  # scales convolutional channels
     pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
+    args: dict[str, Any] = field(
+        default_factory=dict
+    )  # keyword arguments of the model's constructor
+
+
+# The [model] keys only the built-in architectures read; a user model takes [model.args] instead.
+BUILTIN_MODEL_KEYS = (
+    "hidden",
+    "fusion_dim",
+    "lstm_layers",
+    "dropout",
+    "temporal_stride",
+    "width_multiplier",
+)
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,7 @@ class TrainingConfig:
     grad_accumulation: int = 1  # batches per optimizer step
     seed: int = 0  # seeds torch and python RNGs (model init, dropout, batch order)
     deterministic: bool = False  # deterministic algorithms (slower; exact CPU reruns)
-    device: Device = "auto"  # auto = CUDA when present, else CPU
+    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps
     precision: Precision = "fp32"  # bf16/fp16 autocast on CUDA only
     compile: bool = False  # torch.compile the model
     early_stopping: int = 0  # stop after N evaluations without dev WER improvement; 0 = off

@@ -63,11 +63,13 @@ def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
     raw.setdefault("name", path.stem)
     profile = _build(Profile, raw, "", origins, problems)
     if profile is not None:
+        profile = dataclasses.replace(profile, source=str(path))
         problems.extend(_cross_checks(profile, origins))
+        problems.extend(_architecture_checks(profile, origins))
     if problems:
         raise ProfileError(problems)
     assert profile is not None
-    return dataclasses.replace(profile, source=str(path))
+    return profile
 
 
 def _load_with_extends(
@@ -270,6 +272,8 @@ def _convert(tp: Any, value: Any, key: str, origins: dict[str, _Origin], problem
         return _INVALID
 
     origin = get_origin(tp)
+    if tp is Any:  # [model.args]: whatever the user's constructor takes (checked when built)
+        return value
     if origin is types.UnionType:  # e.g. `int | None`: try each
         for arg in get_args(tp):
             probe: list[Problem] = []
@@ -328,6 +332,11 @@ def _cross_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem
             problems.append(_problem(origins, key, message))
 
     check(profile.data.batch_size >= 1, "data.batch_size", "must be at least 1")
+    check(
+        re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", profile.training.device) is not None,
+        "training.device",
+        f"{profile.training.device!r}: expected auto, cpu, cuda, cuda:N (a GPU index) or mps",
+    )
     check(profile.model.temporal_stride in (1, 2, 4), "model.temporal_stride", "must be 1, 2 or 4")
     check(0.0 <= profile.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
     check(profile.optimizer.learning_rate > 0, "optimizer.learning_rate", "must be positive")
@@ -352,6 +361,61 @@ def _cross_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem
     return problems
 
 
+def _architecture_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
+    """What can be known of model.architecture without running the user's code (that happens when
+    the model is built: import, class, constructor arguments)."""
+    from signconsole.config import BUILTIN_MODEL_KEYS
+    from signconsole.models.names import BUILTIN_NAMES
+
+    architecture = profile.model.architecture
+    if architecture in BUILTIN_NAMES:
+        return []
+    key = "model.architecture"
+    if ":" not in architecture:
+        close = difflib.get_close_matches(architecture, BUILTIN_NAMES, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return [
+            _problem(
+                origins,
+                key,
+                f"{architecture!r} is not a built-in model ({', '.join(BUILTIN_NAMES)}); "
+                f'{hint}your own model is "path/model.py:ClassName" or "package.module:ClassName"',
+            )
+        ]
+    problems = []
+    target, _, name = architecture.rpartition(":")
+    if not target or not name.isidentifier():
+        problems.append(
+            _problem(origins, key, f'{architecture!r}: expected "path/model.py:ClassName"')
+        )
+    elif target.endswith(".py"):
+        path = resolve_path(profile, target) if profile.source else Path(target)
+        if profile.source and not path.is_file():
+            problems.append(
+                _problem(
+                    origins,
+                    key,
+                    f"{path} not found (a model file path is relative to the profile file)",
+                )
+            )
+    # Only keys set beside the architecture: a parent profile's values were for its own model.
+    architecture_file = _where(origins, key)[0]
+    for legacy in BUILTIN_MODEL_KEYS:
+        if f"model.{legacy}" in origins and _where(origins, f"model.{legacy}")[0] in (
+            architecture_file,
+            SET_SOURCE,
+        ):
+            problems.append(
+                _problem(
+                    origins,
+                    f"model.{legacy}",
+                    "is read by the built-in models only; your model's own arguments go under "
+                    f"[model.args] ({legacy} = ... there if its constructor takes it)",
+                )
+            )
+    return problems
+
+
 def resolve_path(profile: Profile, value: str) -> Path:
     """Paths in a profile are relative to the profile file, so profiles travel with their data."""
     path = Path(value).expanduser()
@@ -373,10 +437,14 @@ def with_absolute_paths(profile: Profile) -> Profile:
     pretrained = dataclasses.replace(
         profile.model.pretrained, path=absolute(profile.model.pretrained.path)
     )
+    architecture = profile.model.architecture
+    target, _, class_name = architecture.rpartition(":")
+    if target.endswith(".py"):
+        architecture = f"{absolute(target)}:{class_name}"
     return dataclasses.replace(
         profile,
         data=data,
-        model=dataclasses.replace(profile.model, pretrained=pretrained),
+        model=dataclasses.replace(profile.model, pretrained=pretrained, architecture=architecture),
         distill=dataclasses.replace(profile.distill, teacher=absolute(profile.distill.teacher)),
     )
 
