@@ -11,13 +11,7 @@ from signconsole.cli import ExitCode
 def run_command(
     profile_path: Path, overrides: list[str], resume: str | None, runs_dir: str | None
 ) -> int:
-    from signconsole.commands.data import print_data_summary
-    from signconsole.commands.progress import progress_reporter
-    from signconsole.commands.reporter import HeadlessReporter
-    from signconsole.data.prepare import prepare_data
-    from signconsole.engine.trainer import Engine
     from signconsole.errors import UserError
-    from signconsole.events import EventBus, Stop
     from signconsole.profile import load_profile
 
     if resume:
@@ -28,6 +22,14 @@ def run_command(
                 "directory made by `signconsole run`"
             )
     profile = load_profile(profile_path, overrides)
+    # Only now the heavy imports (torch): a bad profile is reported in a fraction of a second.
+    from signconsole.commands.data import print_data_summary
+    from signconsole.commands.progress import progress_reporter
+    from signconsole.commands.reporter import HeadlessReporter
+    from signconsole.data.prepare import prepare_data
+    from signconsole.engine.trainer import Engine
+    from signconsole.events import EventBus, Stop
+
     with progress_reporter() as progress:
         data = prepare_data(profile, progress)
     print_data_summary(data.summary())
