@@ -104,3 +104,5 @@ def test_lock_decides_live_or_killed_and_only_unfinished_runs_resume(tmp_path: P
         "d-student": "finished",
     }
     assert {name for name, r in runs.items() if r.resumable} == {"b-student", "c-student"}
+    assert runs["a-student"].why_not_resumable.startswith("running in another process")
+    assert runs["d-student"].why_not_resumable.startswith("finished: nothing left to train")

@@ -58,9 +58,22 @@ class RunSummary:
     def resumable(self) -> bool:
         """Ended before its planned end, with a checkpoint to continue from. A live run is
         watched (`show`), not resumed; a finished one has nothing left to train."""
-        return (
-            self.status in RESUMABLE_STATUSES and (self.path / "checkpoints" / "last.pt").exists()
-        )
+        return not self.why_not_resumable
+
+    @property
+    def why_not_resumable(self) -> str:
+        """ "" when resumable, else the reason in words a picker or a command can show."""
+        if self.status == "finished":
+            return "finished: nothing left to train (start a new run from its weights)"
+        if self.live:
+            return f"{self.status} in another process: review it to watch or control it"
+        if self.status == "unreadable":
+            return f"unreadable: {self.problem}"
+        if self.status not in RESUMABLE_STATUSES:
+            return f"{self.status}: not a run that can be resumed"
+        if not (self.path / "checkpoints" / "last.pt").exists():
+            return "no last checkpoint to resume from"
+        return ""
 
 
 def _number(value: Any) -> float | None:
