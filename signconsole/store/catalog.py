@@ -115,8 +115,11 @@ def _live_status(status: str, meta: dict[str, Any], run_dir: Path) -> str:
 def summarize(run_dir: Path) -> RunSummary | None:
     """The run's summary; None when `run_dir` is not a run directory (no run.db)."""
     database = run_dir / "run.db"
-    if not database.exists():
-        return None
+    try:
+        if not database.exists():
+            return None
+    except OSError as error:  # a teammate's run directory we may not enter
+        return unreadable(run_dir, f"{error.strerror or error}".lower())
     try:
         connection = connect(database, readonly=True)
         try:
