@@ -430,7 +430,14 @@ def test_a_whole_batch_takes_seconds(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert time.monotonic() - started < 15, "validation must fail fast, before any training"
 
 
-SUBPROCESS_CASES = ("max-epochs-negative", "utf16-le-bom", "extends-cycle-2", "profile-is-fifo")
+SUBPROCESS_CASES = (
+    "max-epochs-negative",
+    "nan-optimizer.learning_rate",
+    "utf16-le-bom",
+    "extends-cycle-2",
+    "profile-is-fifo",
+    "profile-is-folder",
+)
 
 
 @pytest.mark.parametrize("id", SUBPROCESS_CASES)
@@ -456,3 +463,14 @@ def test_profile_dataclasses_are_walked_completely() -> None:
     for f in dataclasses.fields(Profile):
         if f.name != "source":
             assert any(key == f.name or key.startswith(f.name + ".") for key in leaves), f.name
+
+
+def test_a_flood_of_problems_is_capped_with_a_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong file that happens to parse as TOML must not print hundreds of lines."""
+    path = tmp_path / "flood.toml"
+    path.write_text(BASE + "".join(f"key{i} = {i}\n" for i in range(30)))
+    assert main(["run", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 21 and lines[-1].endswith("... and 10 more problems")
