@@ -252,7 +252,7 @@ def _apply_override(
 ) -> None:
     key, sep, value_text = override.partition("=")
     key = key.strip()
-    if not sep or not key:
+    if not sep or not all(key.split(".")):  # "=1", ".x=1", "a..b=1"
         problems.append(Problem(SET_SOURCE, None, override, "expected section.key=value"))
         return
     try:

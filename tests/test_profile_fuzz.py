@@ -218,6 +218,7 @@ def override_cases() -> list[Case]:
         text_case("set-negative", "", "training.max_minutes", ("training.max_minutes=-5",)),
         text_case("set-nan", "", "optimizer.learning_rate", ("optimizer.learning_rate=nan",)),
         text_case("set-into-scalar", "", "name", ("name.x=1",)),
+        text_case("set-empty-key-part", "", "a..b", ("a..b=1",)),
     ]
 
 
