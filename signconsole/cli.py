@@ -23,6 +23,11 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl+C / SIGTERM: stopped cleanly after a checkpoint
 
 
+# `signconsole runs --status`: what signconsole.store.catalog documents (not imported here, to
+# keep --help fast); finished = its planned end, stopped = by a person or the time budget,
+# killed = its process died without recording an end.
+RUN_STATUSES = ("running", "paused", "finished", "stopped", "failed", "killed", "unreadable")
+
 COMMANDS = (
     "run",
     "runs",
@@ -72,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list past and running runs")
     runs.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
     runs.add_argument("--kind", choices=("teacher", "student", "distill"))
-    runs.add_argument("--status", choices=("running", "paused", "finished", "failed", "killed"))
+    runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
 
     show = commands.add_parser("show", help="review a run (follows it live if still training)")
     show.add_argument("run", help="run directory, or a run name in --dir (newest match)")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from signconsole.config import Profile, StageUnfreeze
+from signconsole.profile_checks import contradictions, name_problems, value_problems
 
 SET_SOURCE = "--set"
 
@@ -50,11 +51,33 @@ class _Origin:
     lines: dict[str, int]
 
 
+MAX_PROBLEMS = 20  # past this, the rest are one summary line (a binary-ish file: hundreds)
+# A profile is a few kB. tomllib needs seconds per MB of keys (and minutes for keys dotted
+# thousands deep), so a larger file, or a deeper key, is refused before it is parsed.
+MAX_PROFILE_BYTES = 256 * 1024
+MAX_KEY_DEPTH = 16
+_KEY_PART = r"""(?:[A-Za-z0-9_\-]+|"[^"\n]*"|'[^'\n]*')"""
+_DEEP_KEY = re.compile(
+    rf"^[ \t]*\[*[ \t]*(?:{_KEY_PART}[ \t]*\.[ \t]*){{{MAX_KEY_DEPTH},}}", re.MULTILINE
+)
+
+
 def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
     """Load, merge (extends, overrides), validate; raise ProfileError listing every problem."""
     path = Path(path)
+    try:
+        return _load_profile(path, overrides)
+    except RecursionError:  # tables or arrays nested thousands deep
+        raise ProfileError(
+            [Problem(str(path), None, "", "nested too deeply to be a profile")]
+        ) from None
+
+
+def _load_profile(path: Path, overrides: list[str] | tuple[str, ...]) -> Profile:
     problems: list[Problem] = []
     raw, origins = _load_with_extends(path, problems, chain=())
+    # A problem with no line of its own (a required key nobody set) names the profile itself.
+    origins = {"": _Origin(str(path), {}), **origins}
     if problems:
         raise ProfileError(problems)
     for override in overrides:
@@ -64,12 +87,66 @@ def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
     profile = _build(Profile, raw, "", origins, problems)
     if profile is not None:
         profile = dataclasses.replace(profile, source=str(path))
-        problems.extend(_cross_checks(profile, origins))
-        problems.extend(_architecture_checks(profile, origins))
+        values = _value_checks(profile, origins)
+        problems.extend(values)
+        if not any("NUL" in p.message for p in values):  # the path checks would fail on one
+            # One line per key: a value out of range is not also a contradiction.
+            reported = {p.key for p in problems}
+            problems.extend(
+                p
+                for p in (*_cross_checks(profile, origins), *_architecture_checks(profile, origins))
+                if p.key not in reported
+            )
     if problems:
-        raise ProfileError(problems)
+        raise ProfileError(_capped(problems))
     assert profile is not None
     return profile
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    rest = len(problems) - MAX_PROBLEMS
+    return [
+        *problems[:MAX_PROBLEMS],
+        Problem(problems[0].file, None, "", f"... and {rest} more problems"),
+    ]
+
+
+def _read_profile_text(path: Path, problems: list[Problem]) -> str | None:
+    """The file's text, or None with the reason in `problems`: a folder, a device or pipe (whose
+    read would block or never end), a huge file, a binary or UTF-16 file."""
+
+    def fail(message: str) -> None:
+        problems.append(Problem(str(path), None, "", message))
+
+    try:
+        if path.is_dir():
+            fail("is a folder; give a profile .toml file (see profiles/)")
+            return None
+        if not path.is_file():
+            fail("not a regular file (a pipe or a device?); give a profile .toml file")
+            return None
+        size = path.stat().st_size
+        if size > MAX_PROFILE_BYTES:
+            fail(f"{size:,} bytes is too large for a profile (a TOML text file of a few kB)")
+            return None
+        data = path.read_bytes()
+    except OSError as error:
+        fail(f"cannot read ({error.strerror or error}); check the path and its permissions")
+        return None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        kind = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "binary"
+        fail(f"not a UTF-8 text file (it looks {kind}); save the profile as UTF-8 TOML")
+        return None
+    try:
+        return data.decode("utf-8-sig")  # a UTF-8 byte-order mark (Windows editors) is harmless
+    except UnicodeDecodeError as error:
+        fail(
+            f"not a UTF-8 text file (byte {error.start} is not UTF-8); "
+            "save the profile as UTF-8 TOML"
+        )
+        return None
 
 
 def _load_with_extends(
@@ -83,7 +160,16 @@ def _load_with_extends(
         cycle = " -> ".join(p.name for p in (*chain, resolved))
         problems.append(Problem(str(path), None, "extends", f"extends forms a cycle: {cycle}"))
         return {}, {}
-    text = path.read_text(encoding="utf-8")
+    text = _read_profile_text(path, problems)
+    if text is None:
+        return {}, {}
+    deep = _DEEP_KEY.search(text)
+    if deep is not None:
+        line = text.count("\n", 0, deep.start()) + 1
+        problems.append(
+            Problem(str(path), line, "", f"a key nested more than {MAX_KEY_DEPTH} levels deep")
+        )
+        return {}, {}
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -97,9 +183,9 @@ def _load_with_extends(
     parent_name = data.get("extends")
     if parent_name is None:
         return data, origins
-    if not isinstance(parent_name, str):
+    if not isinstance(parent_name, str) or not parent_name.strip() or "\x00" in parent_name:
         problems.append(
-            Problem(str(path), lines.get("extends"), "extends", "expected a file name (string)")
+            Problem(str(path), lines.get("extends"), "extends", "expected a profile file name")
         )
         return data, origins
     parent_path = (path.parent / parent_name).resolve()
@@ -147,6 +233,8 @@ def _key_lines(text: str) -> dict[str, int]:
     lines: dict[str, int] = {}
     table = ""
     for number, line in enumerate(text.splitlines(), start=1):
+        if len(line) > 1000:  # no real key line is this long; the patterns backtrack on it
+            continue
         header = _HEADER.match(line)
         if header:
             table = header.group(1).replace('"', "").replace(" ", "")
@@ -164,7 +252,7 @@ def _apply_override(
 ) -> None:
     key, sep, value_text = override.partition("=")
     key = key.strip()
-    if not sep or not key:
+    if not sep or not all(key.split(".")):  # "=1", ".x=1", "a..b=1"
         problems.append(Problem(SET_SOURCE, None, override, "expected section.key=value"))
         return
     try:
@@ -175,7 +263,9 @@ def _apply_override(
         )  # a bare word: take it as a string (--set model.architecture=bilstm)
     target = raw
     parts = key.split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], start=1):
+        if part not in target:  # a table --set creates is --set's, for error messages
+            origins.setdefault(".".join(parts[:depth]), _Origin(SET_SOURCE, {}))
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             problems.append(Problem(SET_SOURCE, None, key, f"{part} is not a section"))
@@ -251,6 +341,11 @@ def _describe(tp: Any) -> str:
     )
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _type_name(value: Any) -> str:
     return {
         bool: "a boolean",
@@ -266,7 +361,9 @@ def _convert(tp: Any, value: Any, key: str, origins: dict[str, _Origin], problem
     def bad(extra: str = "") -> object:
         problems.append(
             _problem(
-                origins, key, f"expected {_describe(tp)}, got {_type_name(value)} {value!r}{extra}"
+                origins,
+                key,
+                f"expected {_describe(tp)}, got {_type_name(value)} {_short(value)}{extra}",
             )
         )
         return _INVALID
@@ -315,43 +412,45 @@ def _convert(tp: Any, value: Any, key: str, origins: dict[str, _Origin], problem
     if tp is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else bad()
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        if isinstance(value, float) or (
+            isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1023
+        ):
+            return float(value)  # a larger int would raise OverflowError here
         return bad()
     if tp is str:
         return value if isinstance(value, str) else bad()
     return bad()
 
 
+def _value_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
+    """Every value in its range (finite, positive where it must be, within sane bounds)."""
+    return [
+        _problem(origins, key, message)
+        for key, message in (*value_problems(profile), *name_problems(profile))
+    ]
+
+
 def _cross_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
-    """Rules that involve more than one key."""
-    problems = []
+    """Rules that involve more than one key (ranges of single keys: signconsole.profile_checks)."""
+    problems = [_problem(origins, key, message) for key, message in contradictions(profile)]
 
     def check(ok: bool, key: str, message: str) -> None:
         if not ok:
             problems.append(_problem(origins, key, message))
 
-    check(profile.data.batch_size >= 1, "data.batch_size", "must be at least 1")
     check(
         re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", profile.training.device) is not None,
         "training.device",
         f"{profile.training.device!r}: expected auto, cpu, cuda, cuda:N (a GPU index) or mps",
     )
-    check(profile.model.temporal_stride in (1, 2, 4), "model.temporal_stride", "must be 1, 2 or 4")
-    check(0.0 <= profile.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
-    check(profile.optimizer.learning_rate > 0, "optimizer.learning_rate", "must be positive")
-    check(profile.training.grad_accumulation >= 1, "training.grad_accumulation", "must be >= 1")
-    check(profile.training.log_every >= 1, "training.log_every", "must be >= 1")
-    check(profile.training.beam_width >= 1, "training.beam_width", "must be >= 1")
-    check(
-        profile.training.max_epochs > 0
-        or profile.training.max_steps > 0
-        or profile.training.max_minutes > 0,
-        "training.max_epochs",
-        "the run needs an end: set max_epochs, max_steps or max_minutes",
-    )
-    check(0.0 <= profile.distill.alpha <= 1.0, "distill.alpha", "must be in [0, 1]")
-    check(profile.distill.temperature > 0, "distill.temperature", "must be positive")
+    training = profile.training
+    # A negative or NaN limit is already reported on its own line.
+    if training.max_epochs >= 0 and training.max_steps >= 0 and training.max_minutes >= 0:
+        check(
+            training.max_epochs > 0 or training.max_steps > 0 or training.max_minutes > 0,
+            "training.max_epochs",
+            "the run needs an end: set max_epochs, max_steps or max_minutes",
+        )
     if profile.kind == "distill":
         check(
             bool(profile.distill.teacher),

@@ -74,3 +74,35 @@ def test_runs_command_filters(tmp_path: Path) -> None:
     killed = runs("--status", "killed")
     assert "c-teacher" in killed and "a-student" not in killed
     assert "a-student" in runs("--kind", "student") and "c-teacher" not in runs("--kind", "student")
+
+
+def test_lock_decides_live_or_killed_and_only_unfinished_runs_resume(tmp_path: Path) -> None:
+    from signconsole.store.lock import RunLock
+
+    # Recorded with a live pid (this process), so only the lock can tell that it died.
+    fake_run(tmp_path, "a-student", "running", os.getpid(), 100.0, None)
+    fake_run(tmp_path, "b-student", "paused", os.getpid(), 200.0, None)
+    fake_run(tmp_path, "c-student", "stopped", os.getpid(), 300.0, None)
+    fake_run(tmp_path, "d-student", "finished", os.getpid(), 400.0, None)
+    for name in ("a-student", "b-student", "c-student", "d-student"):
+        (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"")
+    held = RunLock.acquire(tmp_path / "a-student")
+    stale = RunLock.acquire(tmp_path / "b-student")
+    stale_holder = (tmp_path / "b-student" / "run.lock").read_text()
+    stale.release()
+    (tmp_path / "b-student" / "run.lock").write_text(
+        stale_holder.replace(f'"pid": {os.getpid()}', f'"pid": {dead_pid()}')
+    )
+    try:
+        runs = {r.name: r for r in list_runs(tmp_path)}
+    finally:
+        held.release()
+    assert {name: r.status for name, r in runs.items()} == {
+        "a-student": "running",
+        "b-student": "killed",  # its lock names a dead process
+        "c-student": "stopped",
+        "d-student": "finished",
+    }
+    assert {name for name, r in runs.items() if r.resumable} == {"b-student", "c-student"}
+    assert runs["a-student"].why_not_resumable.startswith("running in another process")
+    assert runs["d-student"].why_not_resumable.startswith("finished: nothing left to train")

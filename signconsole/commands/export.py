@@ -10,11 +10,13 @@ S/D/I as scalars, the profile and the alarms as text.
 from __future__ import annotations
 
 import csv
+import sqlite3
 from pathlib import Path
 
 from rich.console import Console
 
 from signconsole.errors import UserError
+from signconsole.store.catalog import require_readable
 from signconsole.store.reader import RunReader, find_run
 
 
@@ -23,11 +25,17 @@ def export_command(run: str, runs_dir: str, export_format: str, out: str | None)
     target = (
         Path(out) if out else run_dir / ("export-csv" if export_format == "csv" else "tensorboard")
     )
-    with RunReader(run_dir) as reader:
-        if export_format == "csv":
-            written = export_csv(reader, target)
-        else:
-            written = export_tensorboard(reader, target)
+    require_readable(run_dir)
+    try:
+        with RunReader(run_dir) as reader:
+            if export_format == "csv":
+                written = export_csv(reader, target)
+            else:
+                written = export_tensorboard(reader, target)
+    except sqlite3.Error as error:  # damage past the summary: some tables or rows
+        raise UserError(
+            f"{run_dir}: run.db is damaged ({error}); the files in {target} are incomplete"
+        ) from None
     Console(highlight=False).print(
         f"exported {run_dir.name} ({export_format}) to {target}: "
         + ", ".join(f"{name} ({rows} rows)" for name, rows in written.items())
@@ -38,7 +46,8 @@ def export_command(run: str, runs_dir: str, export_format: str, out: str | None)
 def _value(value: float | None, nonfinite: str | None) -> str:
     if nonfinite:
         return nonfinite
-    return "" if value is None else repr(value)
+    # Anything but a number (a damaged row) is left empty, as a value never logged.
+    return repr(value) if isinstance(value, int | float) else ""
 
 
 def metric_rows(reader: RunReader):

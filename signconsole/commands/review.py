@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+import sys
+
 from rich.console import Console
 
 from signconsole.errors import UserError
-from signconsole.store.reader import RunReader, find_run
+from signconsole.store.catalog import require_readable
+from signconsole.store.reader import find_run
 from signconsole.tui.comparison import comparison_renderables
 
 
@@ -27,7 +31,7 @@ def parse_steps(text: str | None) -> tuple[int, int] | None:
 def show_command(run: str, runs_dir: str, steps: str | None) -> int:
     run_dir = find_run(run, runs_dir)
     zoom = parse_steps(steps)
-    RunReader(run_dir).close()  # fails here with one line if the store cannot be read
+    require_readable(run_dir)  # a damaged run.db is one line here, not a crash in the console
     from signconsole.tui.app import SignConsole
 
     SignConsole(review=run_dir, zoom=zoom).run()
@@ -38,9 +42,22 @@ def compare_command(runs: list[str], runs_dir: str, steps: str | None) -> int:
     if len(runs) < 2:
         raise UserError("compare needs two or more runs (run directories or names)")
     span = parse_steps(steps)
-    paths = [find_run(run, runs_dir) for run in runs]
+    paths = []
+    for run_dir in (find_run(run, runs_dir) for run in runs):
+        try:
+            require_readable(run_dir)
+        except UserError as error:  # the others are still worth comparing
+            print(f"signconsole: warning: {error}; left out of the comparison", file=sys.stderr)
+            continue
+        paths.append(run_dir)
+    if len(paths) < 2:
+        raise UserError(f"compare needs two or more readable runs; {len(paths)} left")
     console = Console(highlight=False)
     width = max(40, min(console.width, 160) - 4)
-    for renderable in comparison_renderables(paths, width, span):
+    try:
+        renderables = comparison_renderables(paths, width, span)
+    except sqlite3.Error as error:  # damage that only a deeper query reaches
+        raise UserError(f"cannot compare: a run.db is damaged ({error})") from None
+    for renderable in renderables:
         console.print(renderable)
     return 0

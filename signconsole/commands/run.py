@@ -1,11 +1,88 @@
-"""`signconsole run PROFILE`: headless training with the same engine the console drives."""
+"""`signconsole run PROFILE`: headless training with the same engine the console drives.
+
+However the run ends (its planned end, Ctrl+C, SIGTERM, a stop from `show`, the time budget, an
+error), the last lines say how it ended, where the run directory is and the exact command that
+continues it. The exit code follows the status (see `ExitCode`): finished 0; stopped by a person
+130; stopped by the time budget 0 (the budget is a limit the profile asked for); failed 1.
+"""
 
 from __future__ import annotations
 
+import shlex
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from signconsole.cli import ExitCode
+from signconsole.events import Event, RunFinished, RunStarted, StateChanged
+
+
+@dataclass
+class Outcome:
+    """An event sink remembering what the end-of-run lines need."""
+
+    run_dir: str = ""
+    status: str = ""
+    reason: str = ""
+    step: int = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_dir = event.run_dir
+        elif isinstance(event, StateChanged) and event.state in ("stopping", "stopped", "failed"):
+            self.reason = event.reason or self.reason
+        elif isinstance(event, RunFinished):
+            self.status, self.step = event.status, event.step
+
+
+def resume_command(run_dir: str) -> str:
+    """The command that continues `run_dir`: its own resolved profile, so later edits to the
+    original profile file (or forgotten --set) cannot change what the resumed run trains."""
+    return shlex.join(
+        ["signconsole", "run", str(Path(run_dir) / "profile.toml"), "--resume", run_dir]
+    )
+
+
+def end_lines(outcome: Outcome, status: str) -> list[str]:
+    run_dir = outcome.run_dir
+    how = status + (f" ({outcome.reason})" if outcome.reason and status != "finished" else "")
+    lines = [f"{how} at step {outcome.step}", f"run directory: {run_dir}"]
+    if status == "finished":
+        lines.append(f"review: {shlex.join(['signconsole', 'show', run_dir])}")
+    elif (Path(run_dir) / "checkpoints" / "last.pt").exists():
+        lines.append(f"resume: {resume_command(run_dir)}")
+    else:
+        lines.append("no checkpoint was saved yet, so there is nothing to resume: run it again")
+    return lines
+
+
+def exit_code(status: str, reason: str, signalled: bool) -> ExitCode:
+    if status == "finished":
+        return ExitCode.OK
+    if status == "stopped":
+        budget = "budget" in reason and not signalled  # the engine's reason: "time budget"
+        return ExitCode.OK if budget else ExitCode.INTERRUPTED
+    return ExitCode.FAILED
+
+
+def check_resumable(resume_dir: Path) -> None:
+    """Refuse a resume that cannot be right, before the (slow) data preparation."""
+    from signconsole.errors import UserError
+    from signconsole.store.catalog import require_readable
+    from signconsole.store.lock import refuse_if_live
+
+    if not (resume_dir / "checkpoints" / "last.pt").exists():
+        raise UserError(
+            f"{resume_dir}: no checkpoints/last.pt to resume from; pass a run "
+            "directory made by `signconsole run`"
+        )
+    refuse_if_live(resume_dir)  # the engine's RunLock decides; this only fails early
+    summary = require_readable(resume_dir)
+    if summary.status == "finished":
+        raise UserError(
+            f"{resume_dir}: this run finished; nothing is left to resume. To train further, "
+            f"start a new run from its weights: --set model.pretrained.path={resume_dir}"
+        )
 
 
 def run_command(
@@ -15,30 +92,30 @@ def run_command(
     runs_dir: str | None,
     allow_changes: bool = False,
 ) -> int:
+    from signconsole.profile import load_profile
+
+    if resume:
+        check_resumable(Path(resume))
+    profile = load_profile(profile_path, overrides)
+    # Only now the heavy imports (torch): a bad profile is reported in a fraction of a second.
+    from rich.console import Console
+
     from signconsole.commands.data import print_data_summary
     from signconsole.commands.progress import progress_reporter
     from signconsole.commands.reporter import HeadlessReporter
     from signconsole.data.prepare import prepare_data
     from signconsole.engine.trainer import Engine
-    from signconsole.errors import UserError
     from signconsole.events import EventBus, Stop
-    from signconsole.profile import load_profile
 
-    if resume:
-        resume_dir = Path(resume)
-        if not (resume_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(
-                f"{resume_dir}: no checkpoints/last.pt to resume from; pass a run "
-                "directory made by `signconsole run`"
-            )
-    profile = load_profile(profile_path, overrides)
     with progress_reporter() as progress:
         data = prepare_data(profile, progress)
     print_data_summary(data.summary())
 
     bus = EventBus()
     reporter = HeadlessReporter()
+    outcome = Outcome()
     bus.subscribe(reporter)
+    bus.subscribe(outcome)
     stopped_by: list[str] = []
 
     def request_stop(signum, _frame) -> None:
@@ -48,7 +125,9 @@ def run_command(
         stopped_by.append(name)
         bus.send(Stop(reason=f"{name}: stopping after a checkpoint", source="signal"))
 
+    console = Console(highlight=False)
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = "failed"  # unless the engine returns: an exception went past it
     try:
         result = Engine(
             profile,
@@ -60,12 +139,15 @@ def run_command(
             wait_for_person=False,  # headless: nobody can resume a paused run
             allow_changes=allow_changes,
         ).run()
+        status = outcome.status or result.status
+        reporter.summary()
+    except KeyboardInterrupt:
+        status = "stopped"
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    reporter.summary()
-    if result.status == "failed":
-        return ExitCode.FAILED
-    if stopped_by:
-        return ExitCode.INTERRUPTED
-    return ExitCode.OK
+        if outcome.run_dir:  # however it ended, say where the run is and how to continue it
+            for line in end_lines(outcome, status):
+                console.print(line, markup=False, soft_wrap=True)
+    return exit_code(status, outcome.reason, bool(stopped_by))

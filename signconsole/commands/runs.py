@@ -1,4 +1,5 @@
-"""`signconsole runs`: the runs in a directory, newest first."""
+"""`signconsole runs`: the runs in a directory, newest first. A damaged run is listed as
+`unreadable` with the reason under the table; the others list as usual and the exit code is 0."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ STATUS_STYLE = {
     "running": "green",
     "paused": "yellow",
     "finished": "blue",
+    "stopped": "cyan",
     "failed": "red",
     "killed": "bold red",
+    "unreadable": "bold red",
 }
 
 
@@ -60,9 +63,13 @@ def runs_command(runs_dir: Path, kind: str | None, status: str | None) -> int:
             format_duration(run.duration),
             started,
         )
-    Console(width=max(Console().width, 120)).print(
+    console = Console(width=max(Console().width, 120), highlight=False)
+    console.print(
         table
         if runs
         else f"no runs in {runs_dir}" + (" matching the filter" if kind or status else "")
     )
+    for run in runs:
+        if run.problem:
+            console.print(f"{run.path.name}: unreadable: {run.problem}", markup=False)
     return 0

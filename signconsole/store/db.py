@@ -127,8 +127,19 @@ class RunDatabase:
 
 
 def read_meta(connection: sqlite3.Connection) -> dict[str, Any]:
+    """The meta table; a value that is not JSON (a damaged or hand-edited row) stays text, so
+    one bad row does not hide the rest."""
+
+    def value(text: Any) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            return text
+
     return {
-        row["key"]: json.loads(row["value"]) for row in connection.execute("SELECT * FROM meta")
+        row["key"]: value(row["value"])
+        for row in connection.execute("SELECT key, value FROM meta")
+        if isinstance(row["key"], str)
     }
 
 
@@ -169,10 +180,18 @@ def metric_names(connection: sqlite3.Connection) -> list[str]:
 
 
 def last_metric_step(connection: sqlite3.Connection) -> int:
-    steps = [
-        connection.execute("SELECT max(step) FROM metrics WHERE name = ?", (name,)).fetchone()[0]
-        for name in metric_names(connection)
-    ]
+    def last(name: str) -> int | None:
+        step = connection.execute(
+            "SELECT max(step) FROM metrics WHERE name = ?", (name,)
+        ).fetchone()[0]
+        if step is None or isinstance(step, int):
+            return step
+        # A damaged row (text sorts above every number): the slower query that skips it.
+        return connection.execute(
+            "SELECT max(step) FROM metrics WHERE name = ? AND typeof(step) = 'integer'", (name,)
+        ).fetchone()[0]
+
+    steps = [last(name) for name in metric_names(connection)]
     return max((step for step in steps if step is not None), default=0)
 
 

@@ -42,13 +42,13 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in ["", *(f"-{i}" for i in range(2, 100))]:
         path = runs_dir / f"{stamp}-{name}{suffix}"
+        # Only the owner may write: commands reach a run through its database (attach). Others
+        # may read (review, compare, eval) as far as the umask allows: mkdir applies it.
         try:
-            path.mkdir()
+            path.mkdir(mode=0o755)
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
-        # Only the owner may write: commands reach a run through its database (attach).
-        os.chmod(path, 0o755)
+        (path / "checkpoints").mkdir(mode=0o755)
         return path
     raise RuntimeError(f"cannot create a run directory in {runs_dir}")
 
