@@ -143,7 +143,9 @@ class FreezeConfig:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    nonfinite_pause_after: int = 3  # consecutive non-finite steps before the run pauses
+    nonfinite_pause_after: int = (
+        3  # non-finite steps in a row before the console pauses (headless: ends, failed); 0 = never
+    )
     grad_norm_explode: float = 100.0  # total grad norm above this is an alarm
     grad_norm_vanish: float = 1e-3  # grad norm below this (after warmup) is an alarm
     logit_std_min: float = 0.01  # logits spread below this: output signal death (seed 000)

@@ -198,3 +198,15 @@ def test_sequences_of_one_to_three_frames_make_features(frames) -> None:
     assert features.shape == valid.shape == (frames, LAYOUT.dim)
     assert torch.isfinite(features).all()
     assert not valid[0].all()  # the first frame has no velocity or acceleration
+
+
+def test_a_run_that_is_training_cannot_be_resumed_twice(small_profile, train) -> None:
+    from signconsole.store.lock import RunLock, RunLocked
+
+    first = train(small_profile("training.max_steps=4"))
+    run_dir = first.result.run_dir
+    assert not (run_dir / "run.lock").exists()  # released at the end of the run
+    with RunLock(run_dir), pytest.raises(RunLocked, match="signconsole show"):
+        train(small_profile("training.max_steps=4"), resume=run_dir)  # another live holder
+    again = train(small_profile("training.max_steps=4"), resume=run_dir)  # free again
+    assert again.result.steps == 4

@@ -15,6 +15,7 @@ from signconsole.events import CommandApplied
 from signconsole.models.provenance import record_source, source_for_run
 from signconsole.models.registry import ModelSource, resolve_architecture
 from signconsole.profile import ProfileError, profile_from_dict, profile_to_dict
+from signconsole.store.lock import RunLock
 from signconsole.store.run import RunRecorder, new_run_dir
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def model_source(profile: Profile, resume_dir: Path | None) -> tuple[ModelSource
 
 def open_run_dir(engine: Engine) -> None:
     if engine.resume_dir is not None:
+        # First: a run another process is training must not be trained twice.
+        engine.lock = RunLock.acquire(engine.resume_dir)
         engine.run_dir = engine.resume_dir
         changes = profile_changes(engine.run_dir, engine.profile_toml)
         structural = [c for c in changes if c.startswith(STRUCTURAL)]
@@ -60,6 +63,7 @@ def open_run_dir(engine: Engine) -> None:
         )
     else:
         engine.run_dir = new_run_dir(engine.runs_dir, engine.profile.name)
+        engine.lock = RunLock.acquire(engine.run_dir)
         (engine.run_dir / "profile.toml").write_text(engine.profile_toml)
         engine.vocabulary.save(engine.run_dir / "vocabulary.json")
         if engine.data.stats is not None:
@@ -72,6 +76,10 @@ def open_run_dir(engine: Engine) -> None:
         # Rows written after the last checkpoint describe steps about to be trained again.
         engine.recorder.db.forget_after(engine.state.step)
     engine.bus.subscribe(engine.recorder)
+    if engine.lock.note:  # a stale lock of a dead process was taken over: say so, once
+        engine.bus.publish(
+            CommandApplied(engine.state.step, command="LockTakenOver", detail=engine.lock.note)
+        )
     if engine.resume_dir is not None and changes:
         record_changes(engine, changes)
 

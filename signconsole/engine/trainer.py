@@ -178,6 +178,9 @@ class Engine:
                 self._close()
             raise
         finally:
+            lock = getattr(self, "lock", None)
+            if lock is not None:
+                lock.release()  # however the run ended, another process may resume it now
             if self.freeze_gc:
                 gc.unfreeze()  # the run's objects may be collected again once it is over
 
