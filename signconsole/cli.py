@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN", help="continue a run directory from its last checkpoint"
     )
     run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N processes (N GPUs, or CPU processes with gloo) through torchrun",
+    )
+    run.add_argument(
         "--allow-changes",
         action="store_true",
         help="resume even though the profile differs from the run's (the difference is recorded)",
@@ -240,7 +247,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.run import run_command
 
         return run_command(
-            Path(args.profile), args.overrides, args.resume, args.runs_dir, args.allow_changes
+            Path(args.profile),
+            args.overrides,
+            args.resume,
+            args.runs_dir,
+            args.allow_changes,
+            args.nproc,
         )
     if command == "runs":
         from signconsole.commands.runs import runs_command

@@ -8,8 +8,10 @@ continues it. The exit code follows the status (see `ExitCode`): finished 0; sto
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,23 @@ def exit_code(status: str, reason: str, signalled: bool) -> ExitCode:
     return ExitCode.FAILED
 
 
+def launch_torchrun(nproc: int) -> None:
+    """`signconsole run ... --nproc N` is `torchrun --standalone --nproc-per-node N -m
+    signconsole run ...`: PyTorch's own launcher (rendezvous, a dead rank ends the job)."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={nproc}", "-m", "signconsole", *argv]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+
+
 def check_resumable(resume_dir: Path) -> None:
     """Refuse a resume that cannot be right, before the (slow) data preparation."""
     from signconsole.errors import UserError
@@ -91,12 +110,19 @@ def run_command(
     resume: str | None,
     runs_dir: str | None,
     allow_changes: bool = False,
+    nproc: int = 1,
 ) -> int:
     from signconsole.profile import load_profile
 
+    if nproc < 1:
+        from signconsole.errors import UserError
+
+        raise UserError(f"--nproc {nproc}: give the number of processes (1 or more)")
     if resume:
         check_resumable(Path(resume))
     profile = load_profile(profile_path, overrides)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        launch_torchrun(nproc)  # does not return: torchrun starts this command N times
     # Only now the heavy imports (torch): a bad profile is reported in a fraction of a second.
     from rich.console import Console
 
@@ -104,17 +130,26 @@ def run_command(
     from signconsole.commands.progress import progress_reporter
     from signconsole.commands.reporter import HeadlessReporter
     from signconsole.data.prepare import prepare_data
+    from signconsole.engine.distributed import Distributed
     from signconsole.engine.trainer import Engine
     from signconsole.events import EventBus, Stop
 
-    with progress_reporter() as progress:
-        data = prepare_data(profile, progress)
-    print_data_summary(data.summary())
+    dist = Distributed.from_env()
+    dist.start(profile.training.device)
+    if dist.is_main:
+        with progress_reporter() as progress:
+            data = prepare_data(profile, progress)
+        dist.barrier()  # rank 0 built the corpus cache; the other ranks read it now
+        print_data_summary(data.summary())
+    else:
+        dist.barrier()
+        data = prepare_data(profile, None)
 
     bus = EventBus()
     reporter = HeadlessReporter()
     outcome = Outcome()
-    bus.subscribe(reporter)
+    if dist.is_main:  # one report, rank 0's: the other ranks train silently
+        bus.subscribe(reporter)
     bus.subscribe(outcome)
     stopped_by: list[str] = []
 
@@ -138,6 +173,7 @@ def run_command(
             freeze_gc=True,
             wait_for_person=False,  # headless: nobody can resume a paused run
             allow_changes=allow_changes,
+            dist=dist,
         ).run()
         status = outcome.status or result.status
         reporter.summary()
@@ -147,7 +183,8 @@ def run_command(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if outcome.run_dir:  # however it ended, say where the run is and how to continue it
+        dist.close()
+        if outcome.run_dir and dist.is_main:  # however it ended: where the run is, how to go on
             for line in end_lines(outcome, status):
                 console.print(line, markup=False, soft_wrap=True)
     return exit_code(status, outcome.reason, bool(stopped_by))

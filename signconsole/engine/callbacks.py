@@ -84,7 +84,7 @@ class StepLogger(Callback):
             return
         now = time.monotonic()
         step, output = engine.state.step, result.output
-        loss = float(torch.stack(self.losses).float().mean())
+        loss = float(engine.dist.mean(torch.stack(self.losses).float().mean()))  # all ranks
         logits = output.logits.detach().float()
         valid = (
             torch.arange(logits.shape[1], device=logits.device)[None]
@@ -255,6 +255,8 @@ class TimeBudget(Callback):
     key: str = "time_budget"
 
     def on_boundary(self, engine: Engine) -> None:
+        if not engine.dist.is_main:
+            return  # rank 0's clock decides, for every rank (engine/inbox.py sends it)
         if self.minutes and self.clock.seconds() >= self.minutes * 60:
             engine.bus.publish(
                 CommandApplied(
@@ -272,13 +274,59 @@ class TimeBudget(Callback):
         self.clock.before = float(state.get("used_seconds", 0.0))
 
 
-def standard_callbacks(training: TrainingConfig, clock: ActiveClock) -> list[Callback]:
-    """What every run has around its steps (the command inbox goes first, in trainer.py)."""
+@dataclass
+class RankAgreement(Callback):
+    """Several processes: the weights of every rank compared every `every` steps, after each
+    stage change and at the end; a difference is an alarm (it should never happen)."""
+
+    every: int = 200
+    _due: bool = False
+
+    def after_stage_change(self) -> None:
+        self._due = True  # checked after the next step, when the new wrapper has synchronized
+
+    def on_step_end(self, engine: Engine, result: StepResult) -> None:
+        if engine.dist.enabled and (self._due or engine.state.step % self.every == 0):
+            self._due = False
+            self.check(engine)
+
+    def check(self, engine: Engine, final: bool = False) -> None:
+        if not engine.dist.enabled:
+            return
+        sums = engine.dist.checksums(engine.model)
+        step = engine.state.step
+        if len(set(sums)) > 1:
+            engine.health.alarm(
+                step,
+                "ranks_diverged",
+                "error",
+                f"the weights differ between ranks at step {step} (checksums "
+                + ", ".join(f"rank {r}: {v:.6g}" for r, v in enumerate(sums))
+                + ")",
+                force=True,
+            )
+        elif final:
+            engine.bus.publish(
+                CommandApplied(
+                    step,
+                    command="RanksAgree",
+                    detail=f"weights identical on {len(sums)} ranks (checksum {sums[0]:.9g})",
+                )
+            )
+
+
+def standard_callbacks(
+    training: TrainingConfig, clock: ActiveClock, inbox: Callback
+) -> list[Callback]:
+    """What every run has around its steps, in order: the time budget before the inbox, so a
+    stop it decides reaches every rank at the same boundary."""
     return [
         TimeBudget(training.max_minutes, clock),
+        inbox,
         NonFiniteGuard(),
         StepLogger(),
         PeriodicCheckpoint(training.checkpoint_every, training.checkpoint_minutes, clock),
         PlateauDecay(),
         EarlyStopping(training.early_stopping),
+        RankAgreement(),
     ]

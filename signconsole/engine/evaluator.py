@@ -44,6 +44,8 @@ class Evaluator:
 
     def evaluate_dev(self) -> None:
         engine, state = self.engine, self.engine.state
+        if not engine.dist.is_main:
+            return  # rank 0 evaluates; its decisions reach the others at the next boundary
         if not len(engine.data.dev):  # nothing to score: no best, no early stopping (alarmed)
             engine.checkpoint("last")
             return
@@ -66,6 +68,8 @@ class Evaluator:
     def evaluate_test(self) -> None:
         """Score the best checkpoint on the test split once, at the end of the run."""
         engine = self.engine
+        if not engine.dist.is_main:
+            return
         best = engine.run_dir / "checkpoints" / "best.pt"
         if engine.data.test is None or not len(engine.data.test) or not best.exists():
             return

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from signconsole.engine.callbacks import Callback
+from signconsole.engine.distributed import Packet
 from signconsole.events import (
     COMMAND_TYPES,
     CheckpointNow,
@@ -36,28 +37,50 @@ STORE_POLL_SECONDS = 1.0
 
 
 class CommandInbox(Callback):
+    """Rank 0 (the only rank of a one-process run) gathers the commands, from the bus and the
+    store, and every rank applies the same ones at the same boundary (engine/distributed.py)."""
+
     def __init__(self) -> None:
         self._last_poll = 0.0
 
     def on_boundary(self, engine: Engine) -> None:
-        for command in engine.bus.pending_commands():
-            apply_command(engine, command)
-        self._poll_store(engine)
+        self._exchange(engine, wait=False)
         if engine.state.status == "paused":
             engine.clock.pause()
-            while engine.state.status == "paused":
-                command = engine.bus.wait_command(0.2)
-                if command is not None:
-                    apply_command(engine, command)
-                self._poll_store(engine, force=True)
+            while engine.state.status == "paused" and not engine.state.stop_reason:
+                self._exchange(engine, wait=True)  # rank 0's heartbeat while paused
             engine.clock.resume()
 
-    def _poll_store(self, engine: Engine, force: bool = False) -> None:
+    def _exchange(self, engine: Engine, wait: bool) -> None:
+        dist, state = engine.dist, engine.state
+        packet = None
+        if dist.is_main:
+            commands = engine.bus.pending_commands()
+            if wait and not commands:
+                command = engine.bus.wait_command(0.2)
+                commands = [command] if command is not None else []
+            commands += self._store_commands(engine, force=wait)
+            packet = Packet(
+                commands=commands,
+                stop=(state.stop_reason, state.outcome) if state.stop_reason else None,
+                lr_state=engine.lr_control.state_dict(),
+            )
+        if dist.enabled:
+            packet = dist.broadcast(packet)
+            if not dist.is_main:  # rank 0's decisions: plateau decays, budgets, early stopping
+                engine.lr_control.load_state_dict(packet.lr_state)
+                if packet.stop is not None:
+                    state.stop(*packet.stop)
+        for command in packet.commands:
+            apply_command(engine, command)
+
+    def _store_commands(self, engine: Engine, force: bool) -> list[Command]:
+        """Commands other processes queued in run.db, about once a second."""
         now = time.monotonic()
-        if not force and now - self._last_poll < STORE_POLL_SECONDS:
-            return
+        if engine.recorder is None or (not force and now - self._last_poll < STORE_POLL_SECONDS):
+            return []
         self._last_poll = now
-        db = engine.recorder.db
+        db, commands = engine.recorder.db, []
         for command_id, payload in db.pending_commands():
             # Marked applied first: a row that cannot be parsed or applied is answered once and
             # never again, so no row in the table can stop this run or any later --resume.
@@ -67,7 +90,8 @@ class CommandInbox(Callback):
             if isinstance(command, str):
                 reject(engine, f"row {command_id} of run.db's commands table", command)
             else:
-                apply_command(engine, command)
+                commands.append(command)
+        return commands
 
 
 def parse_command(payload: object) -> Command | str:

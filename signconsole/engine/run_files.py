@@ -35,6 +35,9 @@ def model_source(profile: Profile, resume_dir: Path | None) -> tuple[ModelSource
 
 
 def open_run_dir(engine: Engine) -> None:
+    if not engine.dist.is_main:
+        _follow_run_dir(engine)
+        return
     if engine.resume_dir is not None:
         # First: a run another process is training must not be trained twice.
         engine.lock = RunLock.acquire(engine.resume_dir)
@@ -71,6 +74,7 @@ def open_run_dir(engine: Engine) -> None:
         engine.model_record = record_source(engine.model_source, engine.run_dir)
         for name in engine.control.initially_frozen:
             engine.control.set_trainable(name, False)
+    engine.dist.broadcast(str(engine.run_dir))  # the other ranks' _follow_run_dir
     engine.recorder = RunRecorder(engine.run_dir)
     if engine.resume_dir is not None:
         # Rows written after the last checkpoint describe steps about to be trained again.
@@ -82,6 +86,18 @@ def open_run_dir(engine: Engine) -> None:
         )
     if engine.resume_dir is not None and changes:
         record_changes(engine, changes)
+
+
+def _follow_run_dir(engine: Engine) -> None:
+    """Ranks other than 0 write nothing: they learn the run directory from rank 0 and, on a
+    resume, load the same checkpoint."""
+    engine.run_dir = Path(engine.dist.broadcast(None))
+    engine.model_record = None
+    if engine.resume_dir is not None:
+        checkpointing.restore(engine, engine.run_dir / "checkpoints" / "last.pt")
+    else:
+        for name in engine.control.initially_frozen:
+            engine.control.set_trainable(name, False)
 
 
 def profile_changes(run_dir: Path, profile_toml: str) -> list[str]:

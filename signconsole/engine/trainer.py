@@ -29,6 +29,7 @@ from signconsole.engine import callbacks as cb
 from signconsole.engine import checkpointing, preflight, run_files, setup
 from signconsole.engine.checkpoint import save_checkpoint
 from signconsole.engine.distill import Teacher, TeacherTimer, load_teacher
+from signconsole.engine.distributed import Distributed
 from signconsole.engine.evaluator import Evaluator
 from signconsole.engine.freeze import StageControl
 from signconsole.engine.health import BufferGuard, HealthMonitor, stage_grad_norms
@@ -68,12 +69,15 @@ class Engine:
         freeze_gc: bool = False,
         wait_for_person: bool = True,
         allow_changes: bool = False,
+        dist: Distributed | None = None,
     ) -> None:
         self.profile, self.bus, self.data, self.progress = profile, bus, data, progress
         # The console pauses a run that keeps going non-finite; headless runs (nobody there to
         # resume them) end instead, with the last good state checkpointed.
         self.wait_for_person = wait_for_person
         self.allow_changes = allow_changes  # resume with a profile that differs from the run's
+        self.dist = dist or Distributed.from_env()  # torchrun's ranks; one process without it
+        self.recorder = None  # rank 0 only: run.db
         # Long-lived processes (CLI, console) freeze the objects setup creates: a full collection
         # scanning them holds the GIL for ~140 ms (benchmarks/README.md). Off by default so tests
         # that build many engines in one process still collect them.
@@ -103,6 +107,10 @@ class Engine:
         if training.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = resolve_device(training.device)
+        if self.dist.enabled:
+            self.dist.start(training.device)  # a no-op when `signconsole run` joined already
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
         setup.check_precision(training, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not training.deterministic
@@ -138,21 +146,26 @@ class Engine:
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=training.precision == "fp16" and self.device.type == "cuda"
         )
-        self.forward_model = (
-            torch.compile(self.model, dynamic=True) if training.compile else self.model
-        )
         self.sampler = setup.make_sampler(profile, data.train)
         if not len(self.sampler):
             raise UserError(f"{data.root}: the train split has no sequences to train on")
-        self.steps_per_epoch, self.total_steps = setup.step_counts(training, len(self.sampler))
+        batches_per_rank = len(self.sampler) // self.dist.world
+        if not batches_per_rank:
+            raise UserError(
+                f"{data.root}: {len(self.sampler)} training batches cannot feed "
+                f"{self.dist.world} processes; use fewer processes or a smaller data.batch_size"
+            )
+        self.steps_per_epoch, self.total_steps = setup.step_counts(training, batches_per_rank)
         self.lr_control = LearningRateControl(
             profile.optimizer.learning_rate, profile.schedule, self.total_steps
         )
         self.health = HealthMonitor(profile.health, profile.schedule.warmup_steps, self.bus.publish)
         self.evaluator = Evaluator(self)
-        self.callbacks = [CommandInbox(), *cb.standard_callbacks(training, self.clock)]
+        self.callbacks = cb.standard_callbacks(training, self.clock, CommandInbox())
+        self.agreement = next(c for c in self.callbacks if isinstance(c, cb.RankAgreement))
         self.profile_toml = profile_to_toml(with_absolute_paths(profile))
         run_files.open_run_dir(self)
+        self.wrap_model()  # after the stages a new run freezes or a resume restores
         publish_start(self, source_note)
         preflight.contract_alarms(self.health, self.contract)
         preflight.data_alarms(self)
@@ -207,22 +220,22 @@ class Engine:
                     continue
                 self.take_step(pending)
                 pending = []
-                if state.stop_reason or (training.max_steps and state.step >= training.max_steps):
-                    return
+                if training.max_steps and state.step >= training.max_steps:
+                    return  # a stop decided in the step ends the run at the next boundary
             if pending:  # the epoch's last, shorter accumulation
                 self.take_step(pending)
-                if state.stop_reason or (training.max_steps and state.step >= training.max_steps):
+                if training.max_steps and state.step >= training.max_steps:
                     return
             state.epoch += 1
             state.batch_in_epoch = 0
-            if not training.eval_every:
+            if not training.eval_every and not state.stop_reason:
                 self.evaluator.evaluate_dev()
-                if state.stop_reason:
-                    return
+            if self.boundary():  # every rank, once an epoch: a stop the evaluation decided
+                return
 
     def _epoch_batches(self) -> DataLoader:
         self.sampler.set_epoch(self.state.epoch)
-        batches = self.sampler.batches()[self.state.batch_in_epoch :]
+        batches = self.dist.shard(self.sampler.batches())[self.state.batch_in_epoch :]
         # Its own generator: a DataLoader iterator otherwise draws from the global RNG, and a
         # resumed run (one extra loader) would then get different dropout masks.
         generator = torch.Generator().manual_seed(
@@ -312,8 +325,18 @@ class Engine:
         self.model.train()
         self.control.apply_modes(True)  # frozen stages stay in eval mode (BatchNorm statistics)
 
+    def wrap_model(self) -> None:
+        """The module the steps call: DDP over the parameters that train now (rebuilt after a
+        stage change, on every rank at the same step), compiled when the profile asks."""
+        wrapped = self.dist.wrap(self.model, self.device)
+        compile_it = self.profile.training.compile
+        self.forward_model = torch.compile(wrapped, dynamic=True) if compile_it else wrapped
+
     def set_trainable(self, stage: str, trainable: bool, reason: str) -> None:
         if self.control.set_trainable(stage, trainable):
+            if self.dist.enabled:
+                self.wrap_model()
+                self.agreement.after_stage_change()
             if self.model.training:
                 self.train_mode()
             self.bus.publish(
@@ -326,6 +349,8 @@ class Engine:
             self.bus.publish(StateChanged(self.state.step, state=status, reason=reason))
 
     def checkpoint(self, which: str) -> None:
+        if not self.dist.is_main:
+            return  # rank 0 writes the run's checkpoints
         assert self.run_dir is not None
         path = self.run_dir / "checkpoints" / f"{which}.pt"
         save_checkpoint(path, checkpointing.checkpoint_state(self))
@@ -337,6 +362,9 @@ class Engine:
     # ----------------------------------------------------------------------------- cleanup
     def cleanup(self, started: float) -> RunResult:
         state = self.state
+        self.agreement.check(self, final=True)  # every rank, one last time
+        if not self.dist.is_main:
+            return RunResult(self.run_dir, state.outcome, None, None, state.step)
         # A final evaluation may just have saved this very position.
         if getattr(self, "_last_saved", None) != (state.step, state.epoch, state.batch_in_epoch):
             self.checkpoint("last")
