@@ -48,7 +48,8 @@ def test_time_spent_paused_is_not_training_time(monkeypatch) -> None:
     [
         (('training.device="cuda:1"',), "no CUDA GPU is visible"),
         (('training.device="mps"',), "MPS is not available"),
-        (('training.precision="fp16"',), 'precision = "fp16" needs a CUDA device'),
+        # device "auto" passes the profile check; the engine finds no CUDA at start
+        (('training.device="auto"', 'training.precision="fp16"'), '"fp16" needs a CUDA device'),
     ],
 )
 def test_a_device_or_precision_this_machine_lacks_is_refused(
