@@ -21,6 +21,7 @@ from signconsole.events import (
     StageChanged,
     StateChanged,
     StepLogged,
+    Stop,
 )
 from signconsole.tui.app import SignConsole
 from signconsole.tui.chart import AXIS_WIDTH, Line, render_chart
@@ -278,14 +279,21 @@ def scripted_events() -> list:
 
 
 class ScriptedHost(EngineHost):
-    """A host whose 'engine' is a recorded event list: the screen cannot tell the difference."""
+    """A host whose 'engine' is a recorded event list: the screen cannot tell the difference.
+    The run counts as training until a Stop arrives (the console sends one when it closes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: list | None = None) -> None:
         super().__init__(Path("scripted.toml"))
-        self.events.extend(scripted_events())
+        self.events.extend(scripted_events() if events is None else events)
+        self.sent: list = []
 
     def run(self) -> None:  # nothing to train: the recording is already queued
-        self.done.set()
+        return None
+
+    def send(self, command) -> None:
+        self.sent.append(command)
+        if isinstance(command, Stop):
+            self.done.set()
 
 
 def test_view_folds_events_into_what_the_panes_show() -> None:
