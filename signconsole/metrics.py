@@ -7,6 +7,8 @@ with the same functions. No Textual, no torch: every layer may import this.
 
 from __future__ import annotations
 
+import math
+
 from signconsole.events import (
     AlarmRaised,
     CheckpointSaved,
@@ -127,3 +129,12 @@ def describe_eval(event: EvalFinished) -> str:
         f"(S {event.substitutions} D {event.deletions} I {event.insertions} / "
         f"{event.reference_words})"
     )
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

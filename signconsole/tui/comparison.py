@@ -14,10 +14,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from signconsole.metrics import format_duration
 from signconsole.store.compare import profile_diff, run_facts
 from signconsole.store.reader import RunReader
 from signconsole.tui.chart import Line, render_chart
-from signconsole.tui.state import format_duration
 
 RUN_COLOURS = ("cyan", "magenta", "green", "yellow", "red", "blue", "white")
 CURVES = (

@@ -8,7 +8,8 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from signconsole.ctc.wer import align
-from signconsole.tui.state import RunView, TimelineEntry, format_duration
+from signconsole.metrics import format_duration
+from signconsole.tui.state import RunView, TimelineEntry
 
 STATE_STYLES = {
     "starting": "bold cyan",
