@@ -43,22 +43,28 @@ class RunNotFound(UserError):
     pass
 
 
-def find_run(text: str, runs_dir: str | Path = "runs") -> Path:
-    """A run directory from a path, a directory name in `runs_dir`, or the end of one (the
-    newest match: `demo-student` picks the newest `*-demo-student` run)."""
+def find_runs(text: str, runs_dir: str | Path = "runs") -> list[Path]:
+    """Every run `text` names, oldest first: a path, a directory name in `runs_dir`, or the end
+    of directory names there (`demo-student` matches every `*-demo-student` run)."""
     path = Path(text)
     if (path / "run.db").exists():
-        return path
+        return [path]
     root = Path(runs_dir)
     candidate = root / text
     if (candidate / "run.db").exists():
-        return candidate
-    if root.is_dir():
-        matches = sorted(
-            d for d in root.iterdir() if (d / "run.db").exists() and d.name.endswith(text)
-        )
-        if matches:
-            return matches[-1]
+        return [candidate]
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if (d / "run.db").exists() and d.name.endswith(text))
+
+
+def find_run(text: str, runs_dir: str | Path = "runs") -> Path:
+    """A run directory from a path, a directory name in `runs_dir`, or the end of one (the
+    newest match: `demo-student` picks the newest `*-demo-student` run)."""
+    matches = find_runs(text, runs_dir)
+    if matches:
+        return matches[-1]
+    root = Path(runs_dir)
     raise RunNotFound(
         f"{text}: no run there (a run directory holds run.db); give a path, or a run name from "
         f"`signconsole runs --dir {root}`"
