@@ -88,7 +88,7 @@ class HelpScreen(ModalScreen[None]):
             description = binding.tooltip or binding.description
             if binding.action == "quit_run" and not self.owns_run:
                 description = "leave (the run goes on)"
-            rows.append(f"{keys:>7}  {description}"[:36])
+            rows.append(f"{keys:>5} {description}"[:36])
         half = -(-len(rows) // 2)  # two columns: every key fits on an 80x24 terminal
         left, right = rows[:half], rows[half:]
         lines = [f"{a:<37}{b}".rstrip() for a, b in zip(left, [*right, ""], strict=False)]
