@@ -334,10 +334,13 @@ def test_decode_marks_substitutions_insertions_deletions() -> None:
 def test_run_screen_snapshot(snap_compare, size: tuple[int, int]) -> None:
     async def settle(pilot) -> None:
         await pilot.pause(0.5)
+        pilot.app.clear_notifications()  # the alarm's toast: the banner stays, and is the point
         pilot.app.screen.refresh_panes(force_charts=True)
         await pilot.pause(0.2)
 
-    assert snap_compare(SignConsole(host=ScriptedHost()), terminal_size=size, run_before=settle)
+    assert snap_compare(
+        SignConsole(host=ScriptedHost(), bell=False), terminal_size=size, run_before=settle
+    )
 
 
 # ------------------------------------------------------------- one view, whatever the source

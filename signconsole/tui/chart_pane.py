@@ -26,6 +26,9 @@ class ChartPane(Widget):
     def on_mount(self) -> None:
         self.border_title = self.title()
 
+    def on_resize(self) -> None:
+        self.border_title = self.title()  # the grad legend names as many stages as fit
+
     def title(self) -> str:
         view = self.view
         if self.kind == "loss":
@@ -50,11 +53,11 @@ class ChartPane(Widget):
         if self.view.grad_all_stages:
             shown = stages
         else:  # as many of the top stages as the title has room to name
-            room = self.size.width - len(GRAD_TITLE) - 18
+            room = self.size.width - len(GRAD_TITLE) - 16
             shown = []
             for stage in self.view.top_stages():
                 room -= len(stage) + 1
-                if room < 0:
+                if room < 0 and shown:  # the largest is always drawn, named or not
                     break
                 shown.append(stage)
         return {
