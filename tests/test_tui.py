@@ -501,13 +501,17 @@ async def test_help_lists_every_key_at_80x24() -> None:
 
     app = SignConsole(host=ScriptedHost(), bell=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.2)
         from textual.widgets._footer import FooterKey
 
-        keys = {key.description: key.region for key in app.screen.query(FooterKey)}
+        def footer() -> dict:
+            return {key.description: key.region for key in app.screen.query(FooterKey)}
+
+        await wait_for(pilot, lambda: "help" in footer(), what="the footer")
+        keys = footer()
         for word in ("pause", "freeze", "ckpt", "eval", "stop", "quit", "help"):
             assert word in keys and keys[word].width and keys[word].right <= 80, (word, keys)
         await pilot.press("question_mark")
+        await wait_for(pilot, lambda: "HelpScreen" in type(app.screen).__name__, what="help")
         await pilot.pause(0.2)
         shown = app.export_screenshot().replace("&#160;", " ")
         for binding in BINDINGS:

@@ -159,7 +159,7 @@ class RunControls(Screen):
 
     def _exit_when_done(self) -> None:
         if self.host.done.is_set():
-            self.pump()
+            self.drain()
             self.app.exit()
 
     # ------------------------------------------------------------------------- viewing

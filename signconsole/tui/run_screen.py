@@ -74,15 +74,15 @@ class RunScreen(RunControls):
         self.query_one("#alarm", Static).display = False
         host = self.host
         if host is None:  # a store: read it now, then follow it
-            self.pump(force_charts=True)
-            self.set_interval(STORE_INTERVAL, self.pump)
+            self.drain(force_charts=True)
+            self.set_interval(STORE_INTERVAL, self.drain)
             return
         self.refresh_status()
-        self.set_interval(DRAIN_INTERVAL, self.pump)
+        self.set_interval(DRAIN_INTERVAL, self.drain)
         loop = asyncio.get_running_loop()
         # A paused engine shows PAUSED within a frame instead of up to a drain tick later
         # (benchmarks/README.md: 9 ms instead of ~100 ms after the step boundary).
-        host.wake = lambda: loop.call_soon_threadsafe(self.call_later, self.pump)
+        host.wake = lambda: loop.call_soon_threadsafe(self.call_later, self.drain)
         self.app.run_worker(
             host.run,
             name="engine",
@@ -98,7 +98,7 @@ class RunScreen(RunControls):
         self.source.close()
 
     # ----------------------------------------------------------------------- event intake
-    def pump(self, force_charts: bool = False) -> None:
+    def drain(self, force_charts: bool = False) -> None:
         changed = self.source.read(self.view)
         host = self.host
         if host is not None and host.done.is_set() and host.error and not self._reported_error:
@@ -119,9 +119,6 @@ class RunScreen(RunControls):
                     severity="error",
                     timeout=30,
                 )
-
-    def drain(self) -> None:  # the name tests and the quit path know
-        self.pump()
 
     def on_resize(self, event: events.Resize) -> None:
         # The status line drops its least important parts to fit: refit it to the new width
