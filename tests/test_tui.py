@@ -15,6 +15,7 @@ from signconsole.events import (
     AlarmRaised,
     CommandApplied,
     EvalFinished,
+    Pause,
     PretrainedLoaded,
     RunStarted,
     SampleDecode,
@@ -518,3 +519,16 @@ async def test_help_lists_every_key_at_80x24() -> None:
             assert (binding.tooltip or binding.description) in shown, binding.description
         await pilot.press("escape")
         app.host.send(Stop())
+
+
+async def test_pause_while_starting_says_it_is_queued() -> None:
+    host = ScriptedHost([])  # the engine is still loading data and building the model
+    app = SignConsole(host=host, bell=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("space")
+        await pilot.pause(0.1)
+        assert isinstance(host.sent[0], Pause)
+        assert "pause: queued until training starts" in str(status_text(app.screen.view, 80))
+        host.events.append(CommandApplied(1, command="Pause", detail="from console"))
+        await wait_for(pilot, lambda: not app.screen.view.pending, what="the pause applied")
+        host.send(Stop())

@@ -88,7 +88,7 @@ class RunView:
     unseen_alarms: int = 0  # since the Events tab was last open
     alarm: TimelineEntry | None = None  # the newest alarm, until the person acknowledges it
     finished: RunFinished | None = None
-    pending: str = ""  # a command sent but not applied yet ("pause requested")
+    pending: str = ""  # a command sent, until the engine reports one applied (CommandApplied)
     # Chart options, changed by keys: the visible step range and what the charts draw.
     zoom: tuple[int, int] | None = None
     loss_log: bool = True  # a CTC loss falls by orders of magnitude: linear flattens it
@@ -303,7 +303,6 @@ class RunView:
 
     def _on_StateChanged(self, event: StateChanged) -> None:
         self.state, self.state_reason = event.state, event.reason
-        self.pending = ""
         if m.state_worth_telling(event):
             severity = "warning" if event.state == "failed" else "info"
             text = m.describe_state(event)
