@@ -17,6 +17,7 @@ from signconsole.events import (
     EvalFinished,
     Pause,
     PretrainedLoaded,
+    RunFinished,
     RunStarted,
     SampleDecode,
     StageChanged,
@@ -532,3 +533,41 @@ async def test_pause_while_starting_says_it_is_queued() -> None:
         host.events.append(CommandApplied(1, command="Pause", detail="from console"))
         await wait_for(pilot, lambda: not app.screen.view.pending, what="the pause applied")
         host.send(Stop())
+
+
+def finished_events() -> list:
+    events = scripted_events()
+    last = events[-1].time
+    return [
+        *events,
+        StateChanged(600, time=last + 1, state="finished", reason="max_steps reached"),
+        RunFinished(
+            600,
+            time=last + 1,
+            status="finished",
+            best_error_rate=0.163,
+            best_step=600,
+            best_checkpoint="runs/x/checkpoints/best.pt",
+            epochs=15,
+            duration=171.0,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_review_screen_snapshot(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    run_dir = tmp_path / "20260101-000000-demo-student"
+    run_dir.mkdir()
+    recorded(run_dir, finished_events())
+    assert snap_compare(SignConsole(review=run_dir, bell=False), terminal_size=size)
+
+
+def test_help_screen_snapshot(snap_compare) -> None:
+    async def open_help(pilot) -> None:
+        await pilot.pause(0.3)
+        pilot.app.clear_notifications()
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    app = SignConsole(host=ScriptedHost(), bell=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)

@@ -43,8 +43,11 @@ class ChartPane(Widget):
             )
             hidden = len(view.stages) - len(self.stage_colours())
             more = f" +{hidden} (g)" if hidden else ""
-            return f"{GRAD_TITLE} [bold]total[/] {names}{more}"
+            return f"{self.grad_title()} [bold]total[/] {names}{more}"
         return "learning rate (log)"
+
+    def grad_title(self) -> str:
+        return GRAD_TITLE if self.size.width >= 56 else "grad (log)"  # room for a stage's name
 
     def stage_colours(self) -> dict[str, str]:
         """The stages drawn: the largest few by their newest norm, or all of them (`g`).
@@ -53,7 +56,7 @@ class ChartPane(Widget):
         if self.view.grad_all_stages:
             shown = stages
         else:  # as many of the top stages as the title has room to name
-            room = self.size.width - len(GRAD_TITLE) - 16
+            room = self.size.width - len(self.grad_title()) - 16
             shown = []
             for stage in self.view.top_stages():
                 room -= len(stage) + 1
