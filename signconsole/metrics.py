@@ -115,6 +115,11 @@ def describe_applied(event: CommandApplied) -> str:
     return f"{event.command} {event.detail}".strip()
 
 
+def lr_change_worth_telling(event: LearningRateChanged) -> bool:
+    """A commanded change is already told by its CommandApplied ("next lr ..."): once is enough."""
+    return event.reason != "command"
+
+
 def describe_lr(event: LearningRateChanged) -> str:
     return f"learning rate {event.previous:.3g} -> {event.lr:.3g} ({event.reason})"
 

@@ -142,7 +142,7 @@ class HeadlessReporter:
                 self._print(f"step {event.step}: {m.describe_state(event)}")
         elif isinstance(event, CommandApplied):
             self._print(f"step {event.step}: {m.describe_applied(event)}")
-        elif isinstance(event, LearningRateChanged):
+        elif isinstance(event, LearningRateChanged) and m.lr_change_worth_telling(event):
             self._print(f"step {event.step}: {m.describe_lr(event)}")
         elif isinstance(event, CheckpointSaved) and event.which == "best":
             pass

@@ -312,8 +312,9 @@ class RunView:
         self._lr_events = True
         self.lr = event.lr
         self.mark(event.step, "lr")
-        text = m.describe_lr(event)
-        self.add_entry(TimelineEntry(event.step, event.time, "lr", "info", text))
+        if m.lr_change_worth_telling(event):
+            text = m.describe_lr(event)
+            self.add_entry(TimelineEntry(event.step, event.time, "lr", "info", text))
 
     def _on_CommandApplied(self, event: CommandApplied) -> None:
         # Runs recorded before the engine published LearningRateChanged: the command's name.
