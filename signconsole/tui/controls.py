@@ -11,6 +11,7 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.screen import Screen
 
+from signconsole.errors import UserError
 from signconsole.events import (
     CheckpointNow,
     Command,
@@ -84,7 +85,11 @@ class RunControls(Screen):
         if not self.source.can_control(view):
             self.notify(f"the run is {view.state}: nothing to control", severity="warning")
             return
-        self.source.send(command)
+        try:
+            self.source.send(command)
+        except UserError as error:  # e.g. another user's run: readable, not writable
+            self.notify(str(error), severity="error", timeout=10)
+            return
         if view.state == "starting":  # the engine applies it at its first step: say so
             view.pending = f"{note}: queued until training starts"
         else:
