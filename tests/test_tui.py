@@ -571,3 +571,23 @@ def test_help_screen_snapshot(snap_compare) -> None:
 
     app = SignConsole(host=ScriptedHost(), bell=False)
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)
+
+
+def test_a_followed_run_trimmed_by_a_resume_is_read_again(tmp_path: Path) -> None:
+    from signconsole.store.db import RunDatabase
+    from signconsole.store.reader import RunReader
+    from signconsole.tui.source import StoreSource
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recorded(run_dir, scripted_events())
+    source = StoreSource(RunReader(run_dir))
+    view = RunView()
+    source.read(view)
+    assert view.series["train/loss"].steps[-1] == 600
+    database = RunDatabase(run_dir / "run.db")
+    database.forget_after(300)  # what a resume from the step-300 checkpoint does
+    database.close()
+    assert source.read(view)
+    assert view.series["train/loss"].steps[-1] == 300 and view.step == 300
+    source.close()
