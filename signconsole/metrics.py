@@ -128,9 +128,10 @@ def describe_checkpoint(event: CheckpointSaved) -> str:
     return f"checkpoint {event.which} -> {event.path}"
 
 
-def describe_eval(event: EvalFinished) -> str:
+def describe_eval(event: EvalFinished, split: bool = True) -> str:
     return (
-        f"{event.split} loss {event.loss:.4f}  {rate_name(event.unit)} {event.error_rate:.2%}  "
+        (f"{event.split} " if split else "")
+        + f"loss {event.loss:.4f}  {rate_name(event.unit)} {event.error_rate:.2%}  "
         f"(S {event.substitutions} D {event.deletions} I {event.insertions} / "
         f"{event.reference_words})"
     )

@@ -106,7 +106,7 @@ class HeadlessReporter:
                     )
         elif isinstance(event, EvalFinished) and event.split != "dev":
             self.test_result = event
-            self._print(f"{event.split} (best checkpoint): {m.describe_eval(event)[5:]}")
+            self._print(f"{event.split} (best checkpoint): {m.describe_eval(event, split=False)}")
         elif isinstance(event, EvalFinished):
             name = rate_name(event.unit)
             if self.best is None or event.error_rate < self.best:
