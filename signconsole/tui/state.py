@@ -60,7 +60,7 @@ class RunView:
     name: str = ""
     kind: str = ""
     device: str = ""
-    unit: str = "gloss"
+    unit: str = ""  # "letter" or "gloss" once the run started
     run_dir: str = ""
     resumed_from: str = ""
     state: str = "starting"
@@ -104,7 +104,8 @@ class RunView:
 
     @property
     def rate_name(self) -> str:
-        return m.rate_name(self.unit)
+        # Before the run says what it counts, naming it WER would be a guess (often wrong).
+        return m.rate_name(self.unit) if self.unit else "error"
 
     @property
     def latest_eval(self) -> EvalFinished | None:
