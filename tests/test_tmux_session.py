@@ -25,7 +25,7 @@ from conftest import ROOT, SMALL
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
-SESSION = "signconsole-test"
+SESSION = f"signconsole-test-{os.getpid()}"  # two checkouts may run it at once
 AXIS = re.compile(r"│ {7}(\d+) +(\d+)│")  # a chart's step axis: first and last step
 
 
