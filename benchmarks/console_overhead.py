@@ -80,8 +80,9 @@ from signconsole.data.dataset import Batch, collate  # noqa: E402
 from signconsole.events import RunFinished, StateChanged, StepLogged, Stop  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
 from signconsole.tui.app import SignConsole  # noqa: E402
+from signconsole.tui.chart_pane import ChartPane  # noqa: E402
 from signconsole.tui.host import EngineHost  # noqa: E402
-from signconsole.tui.panes import ChartPane, DecodesPane, StagesPane, TimelinePane  # noqa: E402
+from signconsole.tui.panes import DecodesPane, StagesPane, TimelinePane  # noqa: E402
 from signconsole.tui.run_screen import RunScreen  # noqa: E402
 
 SIZE = (120, 40)

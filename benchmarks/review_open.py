@@ -1,7 +1,7 @@
 """How long `signconsole show` takes to open a big run: a generated run.db with a million metric
 rows (and evaluations, decodes, alarms, stage changes), then
 
-- build: RunReader + the review RunView (the SQL queries: downsampled series, events, evals);
+- build: a StoreSource's first read into a RunView (the SQL queries: downsampled series, events, evals);
 - first frame: the console in review mode under App.run_test, from start until the screen has
   rendered the charts (headless: composited, not written to a terminal).
 
@@ -33,7 +33,8 @@ from signconsole.events import (
 )
 from signconsole.store.reader import RunReader
 from signconsole.store.run import RunRecorder
-from signconsole.tui.review import Zoom, build_view
+from signconsole.tui.source import StoreSource
+from signconsole.tui.state import RunView
 
 STAGES = ("fusion", "stem", "blocks_1", "blocks_2", "blocks_3", "lstm", "classifier")
 
@@ -132,14 +133,15 @@ def generate(run_dir: Path, steps: int, metrics: int) -> int:
 
 def time_build(run_dir: Path) -> float:
     started = time.perf_counter()
-    with RunReader(run_dir) as reader:
-        build_view(reader, Zoom())
+    source = StoreSource(RunReader(run_dir))
+    source.read(RunView())  # the first read: replay + downsampled series, as `show` opens
+    source.close()
     return time.perf_counter() - started
 
 
 async def time_first_frame(run_dir: Path) -> float:
     from signconsole.tui.app import SignConsole
-    from signconsole.tui.panes import ChartPane
+    from signconsole.tui.chart_pane import ChartPane
 
     started = time.perf_counter()
     app = SignConsole(review=run_dir)

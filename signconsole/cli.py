@@ -140,12 +140,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--ctm", metavar="FILE", help="write hypotheses as CTM (for the Phoenix sclite scoring)"
     )
+    evaluate.add_argument(
+        "--allow-untrained", action="store_true", help="score a checkpoint at step 0 anyway"
+    )
     decode = commands.add_parser("decode", help="decode feature files with a checkpoint")
     decode.add_argument("run", help="run directory (its best.pt) or a checkpoint file")
     decode.add_argument("files", nargs="+", help=".pose, landmark .npz/.npy or feature .npy")
     decode.add_argument("--beam", type=int, default=5)
     decode.add_argument("--device", default="auto")
     decode.add_argument("--dir", default="runs", help="runs directory for run names")
+    decode.add_argument(
+        "--allow-untrained", action="store_true", help="decode with a checkpoint at step 0 anyway"
+    )
     export = commands.add_parser("export", help="export a run's metrics (csv, tensorboard)")
     export.add_argument("run", help="run directory, or a run name in --dir")
     export.add_argument("--dir", default="runs", help="runs directory (default: runs/)")
@@ -282,12 +288,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         from signconsole.commands.evaluate import eval_command
 
         return eval_command(
-            args.run, args.data, args.split, args.beam, args.device, args.json, args.ctm, args.dir
+            args.run,
+            args.data,
+            args.split,
+            args.beam,
+            args.device,
+            args.json,
+            args.ctm,
+            args.dir,
+            allow_untrained=args.allow_untrained,
         )
     if command == "decode":
         from signconsole.commands.evaluate import decode_command
 
-        return decode_command(args.run, args.files, args.beam, args.device, args.dir)
+        return decode_command(
+            args.run, args.files, args.beam, args.device, args.dir, args.allow_untrained
+        )
     if command == "data":
         from signconsole.commands import data
 

@@ -132,6 +132,16 @@ class CommandApplied(Event):
 
 
 @dataclass(frozen=True)
+class LearningRateChanged(Event):
+    """The learning rate changed course by a decision, not by the smooth schedule: a command
+    (SetLearningRate), a plateau decay. Charts draw a marker at each one."""
+
+    lr: float  # the learning rate from this step on (base group)
+    previous: float
+    reason: str  # "command", "plateau", "schedule"
+
+
+@dataclass(frozen=True)
 class CheckpointSaved(Event):
     path: str
     which: str  # "last" or "best"
@@ -212,6 +222,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DistillationSummary,
         StateChanged,
         CommandApplied,
+        LearningRateChanged,
         CheckpointSaved,
         RunFinished,
     )

@@ -202,7 +202,8 @@ def test_reader_refuses_a_directory_without_a_store(tmp_path: Path) -> None:
 
 async def test_picker_reviews_and_compares_marked_runs(small_profile, train, runs_dir, tmp_path):
     from signconsole.tui.compare_screen import CompareScreen
-    from signconsole.tui.review import ReviewScreen
+    from signconsole.tui.run_screen import RunScreen
+    from signconsole.tui.source import StoreSource
 
     train(small_profile())
     train(small_profile("model.hidden=96"))
@@ -215,7 +216,8 @@ async def test_picker_reviews_and_compares_marked_runs(small_profile, train, run
         assert app.focused.id == "runs"
         await pilot.press("v")
         await pilot.pause(0.3)
-        assert isinstance(app.screen, ReviewScreen) and app.screen.view.step == 12
+        assert isinstance(app.screen, RunScreen) and isinstance(app.screen.source, StoreSource)
+        assert app.screen.view.step == 12
         await pilot.press("q")  # back to the picker, not out of the app
         await pilot.pause(0.2)
         picker = app.screen

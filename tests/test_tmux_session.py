@@ -1,8 +1,10 @@
 """A real terminal: the console in tmux on the demo profile, driven by keystrokes.
 
 Starts `signconsole profiles/demo-student.toml` (small corpus and an early first evaluation so it
-runs in well under a minute, fusion frozen at start so there is a stage to unfreeze), waits for the
-first evaluation, pauses, unfreezes a stage, resumes and quits. Every screen is captured to
+runs in well under a minute, fusion frozen at start so there is a stage to unfreeze, a gradient
+alarm threshold so low that an alarm arrives at once), acknowledges the alarm, waits for the
+first evaluation, pauses, unfreezes a stage, resumes and quits; then resumes the run headless and
+reviews it with `signconsole show`: the charts cover the whole run. Every screen is captured to
 $SIGNCONSOLE_TMUX_CAPTURES (default: a temporary folder) so a person can read what was shown.
 Run it alone with `python -m pytest tests/test_tmux_session.py -s`.
 """
@@ -10,7 +12,9 @@ Run it alone with `python -m pytest tests/test_tmux_session.py -s`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +25,8 @@ from conftest import ROOT, SMALL
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
-SESSION = "signconsole-test"
+SESSION = f"signconsole-test-{os.getpid()}"  # two checkouts may run it at once
+AXIS = re.compile(r"│ {7}(\d+) +(\d+)│")  # a chart's step axis: first and last step
 
 
 def tmux(*args: str) -> str:
@@ -52,6 +57,7 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         "training.max_epochs=10000",
         "training.eval_every=20",
         'freeze.frozen=["fusion"]',
+        "health.grad_norm_explode=0.0001",  # an alarm at the first logged step
     ]
     command = [
         sys.executable,
@@ -74,6 +80,13 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         (captures / f"{len(shots):02d}-{name}.txt").write_text(text)
 
     try:
+        alarm = wait_screen(lambda s: "hint:" in s and "grad_explode" in s, "the alarm banner")
+        shot("alarm", alarm)
+        assert "grad_explode (a)" in alarm.splitlines()[0]  # on the status line too
+        tmux("send-keys", "-t", SESSION, "a")
+        shot("acknowledged", wait_screen(lambda s: "hint:" not in s, "the banner to go"))
+        assert "grad_explode (a)" not in shots["acknowledged"].splitlines()[0]
+
         shot("first-eval", wait_screen(lambda s: "best LER" in s, "the first evaluation"))
         assert "RUNNING" in shots["first-eval"] and "frozen" in shots["first-eval"]
 
@@ -100,3 +113,34 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     checkpoints = list((tmp_path / "runs").glob("*/checkpoints/last.pt"))
     assert checkpoints, "quitting stops the run with a checkpoint"
+
+    # Resume it headless for a few more steps, then review it: the whole run, not the tail.
+    run_dir = checkpoints[0].parent.parent
+    stopped = int(
+        sqlite3.connect(run_dir / "run.db").execute("SELECT max(step) FROM metrics").fetchone()[0]
+    )
+    resume = [
+        sys.executable,
+        "-m",
+        "signconsole",
+        "run",
+        str(ROOT / "profiles" / "demo-student.toml"),
+        "--resume",
+        str(run_dir),
+    ]
+    resume += [a for o in [*overrides, f"training.max_steps={stopped + 10}"] for a in ("--set", o)]
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    show = (
+        f"cd {ROOT} && env {environment} {sys.executable} -m signconsole show {run_dir}; sleep 30"
+    )
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", show)
+    try:
+        review = wait_screen(lambda s: "FINISHED" in s and AXIS.search(s), "the review's charts")
+        shot("review-resumed", review)
+        axes = [tuple(map(int, m.groups())) for m in AXIS.finditer(review)]
+        first, last = axes[0]  # the loss chart's step axis
+        assert first < stopped < last == stopped + 10, (axes, stopped)
+        assert "hint:" not in review  # a stored alarm is history, not news
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)

@@ -15,12 +15,15 @@ from signconsole.events import (
     AlarmRaised,
     CommandApplied,
     EvalFinished,
+    Pause,
     PretrainedLoaded,
+    RunFinished,
     RunStarted,
     SampleDecode,
     StageChanged,
     StateChanged,
     StepLogged,
+    Stop,
 )
 from signconsole.tui.app import SignConsole
 from signconsole.tui.chart import AXIS_WIDTH, Line, render_chart
@@ -278,14 +281,21 @@ def scripted_events() -> list:
 
 
 class ScriptedHost(EngineHost):
-    """A host whose 'engine' is a recorded event list: the screen cannot tell the difference."""
+    """A host whose 'engine' is a recorded event list: the screen cannot tell the difference.
+    The run counts as training until a Stop arrives (the console sends one when it closes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: list | None = None) -> None:
         super().__init__(Path("scripted.toml"))
-        self.events.extend(scripted_events())
+        self.events.extend(scripted_events() if events is None else events)
+        self.sent: list = []
 
     def run(self) -> None:  # nothing to train: the recording is already queued
-        self.done.set()
+        return None
+
+    def send(self, command) -> None:
+        self.sent.append(command)
+        if isinstance(command, Stop):
+            self.done.set()
 
 
 def test_view_folds_events_into_what_the_panes_show() -> None:
@@ -326,7 +336,258 @@ def test_decode_marks_substitutions_insertions_deletions() -> None:
 def test_run_screen_snapshot(snap_compare, size: tuple[int, int]) -> None:
     async def settle(pilot) -> None:
         await pilot.pause(0.5)
+        pilot.app.clear_notifications()  # the alarm's toast: the banner stays, and is the point
         pilot.app.screen.refresh_panes(force_charts=True)
         await pilot.pause(0.2)
 
-    assert snap_compare(SignConsole(host=ScriptedHost()), terminal_size=size, run_before=settle)
+    assert snap_compare(
+        SignConsole(host=ScriptedHost(), bell=False), terminal_size=size, run_before=settle
+    )
+
+
+# ------------------------------------------------------------- one view, whatever the source
+
+
+def recorded(run_dir: Path, events: list) -> None:
+    """Events written into a run store as the engine's recorder writes them."""
+    from signconsole.store.run import RunRecorder
+
+    recorder = RunRecorder(run_dir)
+    for event in events:
+        recorder(event)
+    recorder.db.flush()
+    recorder.close()
+
+
+def folded(events: list) -> RunView:
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    return view
+
+
+def test_a_followed_store_shows_what_the_live_bus_showed(tmp_path: Path) -> None:
+    from signconsole.store.reader import RunReader
+    from signconsole.tui.source import StoreSource
+
+    events = scripted_events()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    half = len(events) // 2
+    recorded(run_dir, events[:half])
+    source = StoreSource(RunReader(run_dir))
+    view = RunView()
+    assert source.read(view)
+    first_step = view.step
+    recorded(run_dir, events[half:])  # the run goes on: only the new rows are read
+    assert source.read(view)
+    assert not source.read(view)  # nothing new: nothing to redraw
+    live = folded(events)
+    assert first_step < view.step == live.step == 600
+    for name in ("train/loss", "grad_norm/total", "grad_norm/lstm", "lr", "dev/error_rate"):
+        assert view.series[name].steps == live.series[name].steps, name
+    assert "train/ctc" not in view.series  # the only part of the loss is not drawn twice
+    assert [e.text for e in view.timeline] == [e.text for e in live.timeline]
+    assert view.markers == live.markers == [(420, "fusion")]
+    assert view.alarm is not None and view.alarm.step == 500  # arrived while following: news
+    assert view.latest_eval.samples  # the newest evaluation's decodes, read from the store
+    source.close()
+
+
+def test_review_of_a_finished_run_raises_no_alarm(tmp_path: Path) -> None:
+    from signconsole.store.reader import RunReader
+    from signconsole.tui.source import StoreSource
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recorded(run_dir, scripted_events())
+    view = RunView()
+    StoreSource(RunReader(run_dir)).read(view)
+    assert view.alarm is None and view.unseen_alarms == 0  # history is not news
+    assert any(entry.kind == "alarm" for entry in view.timeline)
+
+
+def test_a_resumed_live_run_starts_with_its_whole_history(tmp_path: Path) -> None:
+    import dataclasses
+
+    from signconsole.tui.source import BusSource
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = [
+        dataclasses.replace(e, run_dir=str(run_dir)) if isinstance(e, RunStarted) else e
+        for e in scripted_events()
+    ]
+    recorded(run_dir, [e for e in events if e.step <= 300])  # the first process, killed at 300
+    started = dataclasses.replace(
+        events[0], step=300, time=events[0].time + 500, resumed_from=str(run_dir)
+    )
+    later = [e for e in events if isinstance(e, StepLogged) and e.step > 300]
+    view = RunView()
+    BusSource(ScriptedHost([started, *later])).read(view)
+    steps = view.series["train/loss"].steps
+    assert steps[0] == 10 and steps[-1] == 600  # from the start of the run, not the resume
+    assert view.series["dev/error_rate"].steps == [150, 300]
+    assert view.alarm is None
+
+
+def test_series_stay_bounded_and_keep_spikes() -> None:
+    from signconsole.tui.series import Series
+
+    series = Series(capacity=100)
+    for step in range(1, 1001):
+        series.add(step, 1000.0 if step == 500 else 1.0)
+    assert len(series.values) <= 100
+    assert series.steps[-1] == 1000 and max(series.values) == 1000.0
+
+
+def test_lr_markers_come_from_learning_rate_events_not_command_text() -> None:
+    from signconsole.events import LearningRateChanged
+
+    view = folded(
+        [
+            LearningRateChanged(50, lr=1e-3, previous=2e-3, reason="plateau"),
+            CommandApplied(80, command="SetLearningRate factor=0.5", detail="next lr 5e-4"),
+            LearningRateChanged(80, lr=5e-4, previous=1e-3, reason="command"),
+        ]
+    )
+    assert view.markers == [(50, "lr"), (80, "lr")]
+    old_run = folded([CommandApplied(80, command="SetLearningRate factor=0.5", detail="")])
+    assert old_run.markers == [(80, "lr")]  # recorded before the event existed
+
+
+# ----------------------------------------------------------------------- keys, alarms, focus
+
+
+async def test_f_acts_on_the_highlighted_stage_after_switching_tabs() -> None:
+    host = ScriptedHost()
+    app = SignConsole(host=host, bell=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one(StagesPane)
+        await wait_for(pilot, lambda: table.row_count == 7, what="the stages table")
+        await pilot.press("2", "3", "1")
+        await pilot.pause(0.1)
+        assert app.focused is table  # the arrows move the stage cursor again
+        await pilot.press("down", "down")
+        assert table.get_row_at(table.cursor_row)[0] == "blocks_1"
+        await pilot.press("f")
+        from signconsole.events import Freeze
+
+        assert host.sent == [Freeze("blocks_1", source="console")]
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert "f toggles blocks_2" in str(app.screen.query_one("#schedule").render())
+        host.send(Stop())
+
+
+async def test_an_alarm_cannot_be_missed_until_acknowledged() -> None:
+    rings: list[int] = []
+    app = SignConsole(host=ScriptedHost(), bell=True)
+    app.bell = lambda: rings.append(1)  # the terminal bell
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        banner = screen.query_one("#alarm")
+        await wait_for(pilot, lambda: banner.display, what="the alarm banner")
+        text = str(banner.render())
+        assert "grad_explode" in text and "hint: lower the learning rate, keep clipping on" in text
+        assert rings == [1]
+        assert "grad_explode (a)" in str(status_text(screen.view, 120))
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        assert not banner.display and "grad_explode" not in str(status_text(screen.view, 120))
+        app.host.send(Stop())
+
+
+async def test_help_lists_every_key_at_80x24() -> None:
+    from signconsole.tui.controls import BINDINGS
+
+    app = SignConsole(host=ScriptedHost(), bell=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        from textual.widgets._footer import FooterKey
+
+        def footer() -> dict:
+            return {key.description: key.region for key in app.screen.query(FooterKey)}
+
+        await wait_for(pilot, lambda: "help" in footer(), what="the footer")
+        keys = footer()
+        for word in ("pause", "freeze", "ckpt", "eval", "stop", "quit", "help"):
+            assert word in keys and keys[word].width and keys[word].right <= 80, (word, keys)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: "HelpScreen" in type(app.screen).__name__, what="help")
+        await pilot.pause(0.2)
+        shown = app.export_screenshot().replace("&#160;", " ")
+        for binding in BINDINGS:
+            assert (binding.tooltip or binding.description) in shown, binding.description
+        await pilot.press("escape")
+        app.host.send(Stop())
+
+
+async def test_pause_while_starting_says_it_is_queued() -> None:
+    host = ScriptedHost([])  # the engine is still loading data and building the model
+    app = SignConsole(host=host, bell=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("space")
+        await pilot.pause(0.1)
+        assert isinstance(host.sent[0], Pause)
+        assert "pause: queued until training starts" in str(status_text(app.screen.view, 80))
+        host.events.append(CommandApplied(1, command="Pause", detail="from console"))
+        await wait_for(pilot, lambda: not app.screen.view.pending, what="the pause applied")
+        host.send(Stop())
+
+
+def finished_events() -> list:
+    events = scripted_events()
+    last = events[-1].time
+    return [
+        *events,
+        StateChanged(600, time=last + 1, state="finished", reason="max_steps reached"),
+        RunFinished(
+            600,
+            time=last + 1,
+            status="finished",
+            best_error_rate=0.163,
+            best_step=600,
+            best_checkpoint="runs/x/checkpoints/best.pt",
+            epochs=15,
+            duration=171.0,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_review_screen_snapshot(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    run_dir = tmp_path / "20260101-000000-demo-student"
+    run_dir.mkdir()
+    recorded(run_dir, finished_events())
+    assert snap_compare(SignConsole(review=run_dir, bell=False), terminal_size=size)
+
+
+def test_help_screen_snapshot(snap_compare) -> None:
+    async def open_help(pilot) -> None:
+        await pilot.pause(0.3)
+        pilot.app.clear_notifications()
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    app = SignConsole(host=ScriptedHost(), bell=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)
+
+
+def test_a_followed_run_trimmed_by_a_resume_is_read_again(tmp_path: Path) -> None:
+    from signconsole.store.db import RunDatabase
+    from signconsole.store.reader import RunReader
+    from signconsole.tui.source import StoreSource
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recorded(run_dir, scripted_events())
+    source = StoreSource(RunReader(run_dir))
+    view = RunView()
+    source.read(view)
+    assert view.series["train/loss"].steps[-1] == 600
+    database = RunDatabase(run_dir / "run.db")
+    database.forget_after(300)  # what a resume from the step-300 checkpoint does
+    database.close()
+    assert source.read(view)
+    assert view.series["train/loss"].steps[-1] == 300 and view.step == 300
+    source.close()

@@ -64,13 +64,22 @@ def doctor_command(profile_path: Path, overrides: list[str], skip_overfit: bool 
     else:
         checks.append(Check("overfit test", "warn", "not run: fix the failures above first"))
 
-    table = Table(
-        "check", "", "result", title=f"signconsole doctor {profile_path}", show_lines=False
-    )
-    for check in checks:
-        detail = escape(check.detail) + (f"\n[dim]{escape(check.hint)}[/]" if check.hint else "")
-        table.add_row(check.name, MARKS[check.status], detail)
-    console.print(table)
+    if console.is_terminal:
+        table = Table(
+            "check", "", "result", title=f"signconsole doctor {profile_path}", show_lines=False
+        )
+        table.columns[2].overflow = "fold"  # a long path wraps whole instead of ending in "…"
+        for check in checks:
+            hint = f"\n[dim]{escape(check.hint)}[/]" if check.hint else ""
+            table.add_row(check.name, MARKS[check.status], escape(check.detail) + hint)
+        console.print(table)
+    else:  # a pipe or a log file: one whole line per check, whatever the width
+        console.print(f"signconsole doctor {profile_path}", markup=False, soft_wrap=True)
+        for check in checks:
+            line = f"{check.status.upper():4}  {check.name}: {check.detail}"
+            console.print(line, markup=False, soft_wrap=True)
+            if check.hint:
+                console.print(f"      hint: {check.hint}", markup=False, soft_wrap=True)
     failed = [c for c in checks if c.status == "fail"]
     console.print(
         f"[bold red]{len(failed)} check(s) failed[/]"

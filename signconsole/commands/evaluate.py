@@ -57,18 +57,18 @@ def eval_command(
     json_path: str | None,
     ctm_path: str | None,
     runs_dir: str = "runs",
+    allow_untrained: bool = False,
 ) -> int:
     from signconsole.data.corpus import Corpus, CorpusError
     from signconsole.data.dataset import SequenceDataset
     from signconsole.data.prepare import corpus_directory
     from signconsole.engine.evaluate import evaluate_model
-    from signconsole.engine.inference import load_trained
     from signconsole.engine.trainer import resolve_device
 
     if beam < 1:
         raise UserError(f"--beam {beam}: give 1 (greedy decoding) or more (prefix beam search)")
     device = resolve_device(device_name)
-    trained = load_trained(run_or_name(run, runs_dir), device)
+    trained = load_checked(run, runs_dir, device, allow_untrained)
     if trained.note:
         print(f"signconsole: note: {trained.note}", file=sys.stderr)
     profile = trained.profile
@@ -140,6 +140,41 @@ def eval_command(
     return 0
 
 
+def load_checked(run: str, runs_dir: str, device, allow_untrained: bool):
+    """The checkpoint `run` names, said out loud (which file, which run, which step), refused
+    when it was never trained: scoring or decoding with random weights is never what was meant."""
+    from signconsole.engine.inference import load_trained
+
+    trained = load_trained(run_or_name(run, runs_dir), device)
+    if trained.step == 0 and not allow_untrained:
+        better = newest_trained(run, runs_dir)
+        suggestion = f"; the newest trained run named {run!r} is {better}" if better else ""
+        raise UserError(
+            f"{trained.checkpoint}: step 0, the model was never trained{suggestion}; name a "
+            "trained run (`signconsole runs` lists their steps) or pass --allow-untrained"
+        )
+    return trained
+
+
+def checkpoint_words(checkpoint: Path | str, run_dir: Path | None, step: int) -> str:
+    run = run_dir.name if run_dir is not None else "no run directory"
+    return f"checkpoint {checkpoint} (run {run}, step {step})"
+
+
+def newest_trained(text: str, runs_dir: str) -> Path | None:
+    """The newest run `text` names whose checkpoint has training steps behind it."""
+    from signconsole.models.pretrained import read_state, resolve_checkpoint
+    from signconsole.store.reader import find_runs
+
+    for path in reversed(find_runs(text, runs_dir)):
+        try:
+            if int(read_state(resolve_checkpoint(str(path))).get("step", 0)) > 0:
+                return path
+        except UserError:  # no checkpoint, or not one torch can read safely
+            continue
+    return None
+
+
 def run_or_name(text: str, runs_dir: str) -> str:
     """A checkpoint or run path as given, else a run name in `runs_dir` (newest match)."""
     if Path(text).exists() or any(char in text for char in "*?["):
@@ -192,15 +227,24 @@ def by_length(ids, references, hypotheses, frames: dict[str, int]) -> list[dict]
 def print_report(report: EvalReport) -> None:
     console = Console(highlight=False)
     name = "LER" if report.unit == "letter" else "WER"
+    run_dir = Path(report.checkpoint).parent.parent
+    run_dir = run_dir if (run_dir / "run.db").exists() else None
     console.print(
-        f"{report.checkpoint} (step {report.step}) on {report.data} [{report.split}], "
-        f"{report.sequences} sequences, {report.decoder} decoding"
+        f"{checkpoint_words(report.checkpoint, run_dir, report.step)} on {report.data} "
+        f"\\[{report.split}], {report.sequences} sequences, {report.decoder} decoding",
+        soft_wrap=True,
     )
     console.print(
         f"[bold]{name} {report.error_rate:.2%}[/]  (S {report.substitutions} D "
         f"{report.deletions} I {report.insertions} / {report.reference_words})  CTC loss "
         f"{report.loss:.4f}"
     )
+    if report.error_rate > 1.0:
+        console.print(
+            f"[bold yellow]{name} above 100%: the hypotheses hold more errors than the references "
+            f"have {report.unit}s ({report.insertions} insertions). The model is undertrained or "
+            "diverged, or the corpus does not match its vocabulary.[/]"
+        )
     if report.unknown_glosses:
         unknown = sum(report.unknown_glosses.values())
         listed = ", ".join(f"{g} x{n}" for g, n in list(report.unknown_glosses.items())[:8])
@@ -277,21 +321,27 @@ def _store(run_dir: Path, report: EvalReport) -> None:
 
 
 def decode_command(
-    run: str, files: list[str], beam: int, device_name: str, runs_dir: str = "runs"
+    run: str,
+    files: list[str],
+    beam: int,
+    device_name: str,
+    runs_dir: str = "runs",
+    allow_untrained: bool = False,
 ) -> int:
     import torch
 
     from signconsole.ctc.decode import beam_decode, greedy_decode
     from signconsole.data.readers import FeatureFileError
-    from signconsole.engine.inference import load_trained
     from signconsole.engine.trainer import resolve_device
     from signconsole.models.contract import forward
 
-    trained = load_trained(run_or_name(run, runs_dir), resolve_device(device_name))
+    trained = load_checked(run, runs_dir, resolve_device(device_name), allow_untrained)
     if trained.note:
         print(f"signconsole: note: {trained.note}", file=sys.stderr)
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
+    words = checkpoint_words(trained.checkpoint, trained.run_dir, trained.step)
+    console.print(words, markup=False, soft_wrap=True)
     failed = 0
     for name in files:
         try:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from signconsole import metrics as m
 from signconsole.events import (
     AlarmRaised,
     CheckpointSaved,
@@ -19,6 +20,7 @@ from signconsole.events import (
     DistillationSummary,
     EvalFinished,
     Event,
+    LearningRateChanged,
     PretrainedLoaded,
     RunFinished,
     RunStarted,
@@ -26,10 +28,9 @@ from signconsole.events import (
     StateChanged,
     StepLogged,
 )
+from signconsole.metrics import format_duration
 
-
-def rate_name(unit: str) -> str:
-    return "LER" if unit == "letter" else "WER"
+rate_name = m.rate_name
 
 
 class HeadlessReporter:
@@ -48,6 +49,7 @@ class HeadlessReporter:
         self.finished: RunFinished | None = None
         self.test_result: EvalFinished | None = None
         self.run_dir = ""
+        self._rate: tuple[float, int, float] | None = None  # (time, step, steps/s) for the ETA
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -94,16 +96,17 @@ class HeadlessReporter:
                     description=f"ep {event.epoch}",
                     status=status,
                 )
-            elif time.monotonic() - self._last_plain >= self.plain_interval:
-                self._last_plain = time.monotonic()
-                self._print(f"epoch {event.epoch} step {event.step}/{self.total} {status}")
+            else:
+                self._measure(event)
+                if time.monotonic() - self._last_plain >= self.plain_interval:
+                    self._last_plain = time.monotonic()
+                    self._print(
+                        f"epoch {event.epoch} step {event.step}/{self.total}{self._eta(event)} "
+                        f"{status}"
+                    )
         elif isinstance(event, EvalFinished) and event.split != "dev":
             self.test_result = event
-            self._print(
-                f"{event.split} (best checkpoint): loss {event.loss:.4f}  "
-                f"{rate_name(event.unit)} {event.error_rate:.2%}  (S {event.substitutions} "
-                f"D {event.deletions} I {event.insertions} / {event.reference_words})"
-            )
+            self._print(f"{event.split} (best checkpoint): {m.describe_eval(event, split=False)}")
         elif isinstance(event, EvalFinished):
             name = rate_name(event.unit)
             if self.best is None or event.error_rate < self.best:
@@ -112,9 +115,7 @@ class HeadlessReporter:
             if self.progress is not None:  # the bar shows the newest evaluation at once
                 self.progress.update(self.task, status=self.bar_status())
             self._print(
-                f"eval step {event.step}: dev loss {event.loss:.4f}  {name} "
-                f"{event.error_rate:.2%}  (S {event.substitutions} D {event.deletions} "
-                f"I {event.insertions} / {event.reference_words})"
+                f"eval step {event.step}: {m.describe_eval(event)}"
                 + ("  best" if event.is_best else "")
             )
             for sample in event.samples[:2]:
@@ -135,24 +136,37 @@ class HeadlessReporter:
         elif isinstance(event, PretrainedLoaded):
             self._print("\n".join(event.report))
         elif isinstance(event, StageChanged):
-            self._print(
-                f"step {event.step}: stage {event.stage} "
-                f"{'unfrozen' if event.trainable else 'frozen'} ({event.reason})"
-            )
+            self._print(f"step {event.step}: {m.describe_stage(event)}")
         elif isinstance(event, StateChanged):
-            if event.state not in ("running", "starting") or event.reason:
-                self._print(
-                    f"step {event.step}: {event.state}"
-                    + (f" ({event.reason})" if event.reason else "")
-                )
+            if m.state_worth_telling(event):
+                self._print(f"step {event.step}: {m.describe_state(event)}")
         elif isinstance(event, CommandApplied):
-            self._print(f"step {event.step}: {event.command} {event.detail}")
+            self._print(f"step {event.step}: {m.describe_applied(event)}")
+        elif isinstance(event, LearningRateChanged) and m.lr_change_worth_telling(event):
+            self._print(f"step {event.step}: {m.describe_lr(event)}")
         elif isinstance(event, CheckpointSaved) and event.which == "best":
             pass
         elif isinstance(event, RunFinished):
             self.finished = event
             if self.progress is not None:
                 self.progress.stop()
+
+    def _measure(self, event: StepLogged) -> None:
+        """Steps per second, smoothed, for the ETA of plain lines (Rich measures its own)."""
+        if self._rate is not None:
+            then, step, rate = self._rate
+            if event.time > then and event.step > step:
+                now_rate = (event.step - step) / (event.time - then)
+                rate = now_rate if not rate else 0.8 * rate + 0.2 * now_rate
+            self._rate = (event.time, event.step, rate)
+        else:
+            self._rate = (event.time, event.step, 0.0)
+
+    def _eta(self, event: StepLogged) -> str:
+        if self._rate is None or not self._rate[2] or not self.total:
+            return ""
+        seconds = max(0, self.total - event.step) / self._rate[2]
+        return f" ETA {format_duration(seconds)}"
 
     def bar_status(self) -> str:
         """Most important first: a narrow terminal cuts the end of the line."""
@@ -171,22 +185,38 @@ class HeadlessReporter:
         event = self.finished
         if event is None:
             return
+        best = event.best_error_rate
+        rows = [
+            ("status", event.status),
+            ("run", self.run_dir),
+            ("steps / epochs", f"{event.step} / {event.epochs}"),
+            ("duration", f"{event.duration / 60:.1f} min"),
+            (
+                f"best dev {rate_name(self.unit)}",
+                "-"
+                if best is None or math.isnan(best)
+                else f"{best:.2%} at step {event.best_step}",
+            ),
+        ]
+        if self.test_result is not None:
+            rows.append(
+                (
+                    f"test {rate_name(self.unit)} (best checkpoint)",
+                    f"{self.test_result.error_rate:.2%}",
+                )
+            )
+        rows.append(("best checkpoint", event.best_checkpoint or "-"))
+        if not self.interactive:
+            # A pipe or a log file: whole lines, never a path cut to the console's width.
+            self._print("run summary")
+            for key, value in rows:
+                print(f"  {key}: {value}", flush=True)
+            return
         from rich.table import Table
 
         table = Table(title="run summary", show_header=False)
-        table.add_row("status", event.status)
-        table.add_row("run", self.run_dir)
-        table.add_row("steps / epochs", f"{event.step} / {event.epochs}")
-        table.add_row("duration", f"{event.duration / 60:.1f} min")
-        best = event.best_error_rate
-        table.add_row(
-            f"best dev {rate_name(self.unit)}",
-            "-" if best is None or math.isnan(best) else f"{best:.2%} at step {event.best_step}",
-        )
-        if self.test_result is not None:
-            table.add_row(
-                f"test {rate_name(self.unit)} (best checkpoint)",
-                f"{self.test_result.error_rate:.2%}",
-            )
-        table.add_row("best checkpoint", event.best_checkpoint or "-")
+        table.add_column(overflow="fold")
+        table.add_column(overflow="fold")  # a long path wraps instead of ending in "…"
+        for key, value in rows:
+            table.add_row(key, value)
         self.console.print(table)

@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from signconsole.metrics import format_duration
 from signconsole.store.catalog import list_runs
-from signconsole.tui.state import format_duration
 
 STATUS_STYLE = {
     "running": "green",

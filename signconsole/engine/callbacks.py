@@ -19,7 +19,7 @@ import torch
 
 from signconsole.config import TrainingConfig
 from signconsole.engine.health import first_nonfinite_module, sequence_similarity
-from signconsole.events import CommandApplied, StepLogged
+from signconsole.events import CommandApplied, LearningRateChanged, StepLogged
 from signconsole.models.contract import ModelOutput
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class StepLogger(Callback):
         if step <= 1:  # log_softmax in the model: raw output already normalized per frame
             engine.health.check_log_probs(step, float(logits[valid].logsumexp(-1).abs().mean()))
         group = engine.optimizer.param_groups[0]
+        engine.health.observe(step, loss, group["lr"] / group["lr_multiplier"])  # for the hints
         engine.bus.publish(
             StepLogged(
                 step,
@@ -117,6 +118,22 @@ class StepLogger(Callback):
         if step > engine.profile.schedule.warmup_steps and encoder is not None:
             similarity = sequence_similarity(encoder.detach(), output.lengths)
             engine.health.check_collapse(step, similarity)
+
+
+class ScheduleMarkers(Callback):
+    """`schedule.name = "step"`: each decay is a decision a person wants marked on the charts
+    (the smooth schedules are not)."""
+
+    def on_step_end(self, engine: Engine, result: StepResult) -> None:
+        config, step = engine.profile.schedule, engine.state.step
+        after = step - config.warmup_steps
+        if config.name == "step" and after > 0 and after % max(1, config.step_size) == 0:
+            lr = engine.lr_control
+            engine.bus.publish(
+                LearningRateChanged(
+                    step, lr=lr.lr(step), previous=lr.lr(step - 1), reason="schedule"
+                )
+            )
 
 
 class NonFiniteGuard(Callback):
@@ -216,7 +233,14 @@ class PlateauDecay(Callback):
     LR control, which checkpoints save)."""
 
     def on_eval_end(self, engine: Engine, split: str, error_rate: float, is_best: bool) -> None:
+        step = engine.state.step
+        previous = engine.lr_control.lr(step)
         if split == "dev" and engine.lr_control.observe_eval(error_rate):
+            engine.bus.publish(
+                LearningRateChanged(
+                    step, lr=engine.lr_control.lr(step), previous=previous, reason="plateau"
+                )
+            )
             engine.bus.publish(
                 CommandApplied(
                     engine.state.step,
@@ -327,6 +351,7 @@ def standard_callbacks(
         StepLogger(),
         PeriodicCheckpoint(training.checkpoint_every, training.checkpoint_minutes, clock),
         PlateauDecay(),
+        ScheduleMarkers(),
         EarlyStopping(training.early_stopping),
         RankAgreement(),
     ]

@@ -30,14 +30,25 @@ HINTS = {
     "grad_explode": "Gradient norm far above the healthy 0.01-1.0 range: lower the learning rate, "
     "keep gradient clipping on (max_norm 1.0), add warmup.",
     "grad_vanish": "Gradients below 1e-3: the model is not learning (seed 000). Check that "
-    "normalization is not under no_grad, raise the learning rate, check the classifier init.",
+    "normalization is not under no_grad and the classifier init. If the loss jumped up before "
+    "the gradients vanished, the learning rate was too high: lower it and restart from an "
+    "earlier checkpoint; raise it only if it is small and the loss never moved.",
+    "lr_too_high": "The learning rate is {lr:.3g}, far above what these models train with "
+    "(1e-4 to 1e-2): lower it (the - key, or optimizer.learning_rate) and restart from a "
+    "checkpoint before the trouble began.",
+    "grad_vanish_stage": "Almost no gradient reaches this stage while the rest learns: look for "
+    "normalization under no_grad, a detach(), or a layer that squashes its input (seed 000).",
+    "after_blowup": "The run blew up earlier ({cause} at step {step}): the weights are likely "
+    "saturated or dead, so this is a consequence, not the cause. Lower the learning rate (or "
+    "keep clipping on and add warmup) and restart from a checkpoint before step {step}.",
     "signal_death": "Logits nearly uniform (seed 000 saw std 0.003): remove layers that squash the "
     "signal (attention with tanh), use a normal classifier init, check normalization.",
     "sequence_collapse": "Consecutive encoder frames are nearly identical (seed 003): a global "
     "pooling over time (AdaptiveAvgPool1d(1)) or too much temporal stride collapsed the sequence.",
     "blank_only": "Decodes are empty/blank after several evaluations: check the vocabulary "
     "(index->gloss map filled, blank at 0 only, seed 003), that log_softmax is applied once, and "
-    "the learning rate; run `signconsole doctor`.",
+    "the learning rate (too low to leave the plateau, or so high the loss explodes); run "
+    "`signconsole doctor`.",
     "ctc_infeasible": "Output shorter than target + repeats: CTC cannot align. Lower "
     "model.temporal_stride or drop sequences with more glosses than frames.",
     "log_probs_output": "The model's raw output already looks like log-probabilities "
@@ -48,6 +59,20 @@ HINTS = {
 }
 
 
+# Alarms that mean the run blew up, and alarms that a blow-up causes in turn.
+BLOWUPS = ("grad_explode", "nonfinite", "loss_explode")
+HIGH_LR = 0.1  # above this, advice to raise the learning rate is never right
+CONSEQUENCES = {"grad_vanish", "signal_death", "blank_only", "sequence_collapse"}
+
+
+def _cause(key: str) -> str:
+    if key.startswith("nonfinite"):
+        return "a non-finite loss or gradient"
+    if key.startswith("loss_explode"):
+        return "the loss exploded"
+    return "a gradient explosion"
+
+
 @dataclass
 class HealthMonitor:
     config: HealthConfig
@@ -56,6 +81,17 @@ class HealthMonitor:
     cooldown_steps: int = 200
     _last: dict[str, int] = field(default_factory=dict)
     consecutive_nonfinite: int = 0
+    lr: float | None = None  # the newest learning rate, when the trainer reports it (observe)
+    _best_loss: float = math.inf
+
+    def observe(self, step: int, loss: float, lr: float) -> None:
+        """What hints depend on: the learning rate, and whether the loss blew up (ten times its
+        best so far, or non-finite). Costs two comparisons at the log interval."""
+        self.lr = lr
+        if not math.isfinite(loss) or loss > 10 * self._best_loss:
+            self._last.setdefault("loss_explode", step)
+        elif loss < self._best_loss:
+            self._best_loss = loss
 
     def alarm(
         self,
@@ -77,23 +113,41 @@ class HealthMonitor:
                 severity=severity,
                 kind=kind,
                 message=message,
-                hint=HINTS.get(kind, ""),
+                hint=self.hint(kind, stage),
                 stage=stage,
                 batch_ids=batch_ids,
             )
         )
+
+    def hint(self, kind: str, stage: str = "") -> str:
+        """The advice for an alarm, given what the run has already shown. Vanishing gradients,
+        a dead output or blank decodes after an explosion or a non-finite loss are its
+        consequences: advising a higher learning rate then would make things worse."""
+        blowups = {k: s for k, s in self._last.items() if k.startswith(BLOWUPS)}
+        if kind in CONSEQUENCES and blowups:
+            key, step = min(blowups.items(), key=lambda item: item[1])
+            return HINTS["after_blowup"].format(cause=_cause(key), step=step)
+        if kind in CONSEQUENCES and self.lr is not None and self.lr > HIGH_LR:
+            return HINTS["lr_too_high"].format(lr=self.lr)
+        if kind == "grad_vanish" and stage:
+            return HINTS["grad_vanish_stage"]
+        return HINTS.get(kind, "")
 
     def check_gradients(self, step: int, total: float, per_stage: dict[str, float]) -> None:
         if not math.isfinite(total):
             return
         if total > self.config.grad_norm_explode:
             worst = max(per_stage, key=lambda k: per_stage[k]) if per_stage else ""
+            # The total is measured before clipping, the stages after it (the trainer logs them
+            # once clipped): compare stages by their share, never their norm with the total.
+            squares = sum(norm * norm for norm in per_stage.values())
+            share = per_stage[worst] ** 2 / squares if worst and squares > 0 else 0.0
             self.alarm(
                 step,
                 "grad_explode",
                 "warning",
-                f"gradient norm {total:.3g} > {self.config.grad_norm_explode:g}"
-                + (f" (largest in {worst}: {per_stage[worst]:.3g})" if worst else ""),
+                f"gradient norm {total:.3g} > {self.config.grad_norm_explode:g} before clipping"
+                + (f"; {worst} carries {share:.0%} of it" if worst else ""),
                 worst,
             )
         elif step > self.warmup_steps and total < self.config.grad_norm_vanish:

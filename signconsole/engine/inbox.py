@@ -22,6 +22,7 @@ from signconsole.events import (
     CommandApplied,
     EvaluateNow,
     Freeze,
+    LearningRateChanged,
     Pause,
     Resume,
     SetLearningRate,
@@ -194,11 +195,15 @@ def apply_command(engine: Engine, command: Command) -> None:
         engine.set_trainable(command.stage, isinstance(command, Unfreeze), "command")
     elif isinstance(command, SetLearningRate):
         lr_control, step = engine.lr_control, engine.state.step
+        previous = lr_control.lr(step)
         if command.value is not None:
             lr_control.set_exact(command.value, step)
         else:
             lr_control.scale(command.factor)
         detail = f"next lr {lr_control.lr(step):.3g}"
+        engine.bus.publish(
+            LearningRateChanged(step, lr=lr_control.lr(step), previous=previous, reason="command")
+        )
     elif isinstance(command, CheckpointNow):
         engine.checkpoint("last")
     elif isinstance(command, EvaluateNow):

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from signconsole.errors import UserError
-from signconsole.events import Command, EvalFinished, to_payload
+from signconsole.events import (
+    EVENT_TYPES,
+    AlarmRaised,
+    Command,
+    EvalFinished,
+    Event,
+    SampleDecode,
+    to_payload,
+)
 from signconsole.store.catalog import RunSummary, summarize
 from signconsole.store.db import (
     connect,
@@ -35,25 +43,52 @@ class RunNotFound(UserError):
     pass
 
 
-def find_run(text: str, runs_dir: str | Path = "runs") -> Path:
-    """A run directory from a path, a directory name in `runs_dir`, or the end of one (the
-    newest match: `demo-student` picks the newest `*-demo-student` run)."""
+def find_runs(text: str, runs_dir: str | Path = "runs") -> list[Path]:
+    """Every run `text` names, oldest first: a path, a directory name in `runs_dir`, or the end
+    of directory names there (`demo-student` matches every `*-demo-student` run)."""
     path = Path(text)
     if (path / "run.db").exists():
-        return path
+        return [path]
     root = Path(runs_dir)
     candidate = root / text
     if (candidate / "run.db").exists():
-        return candidate
-    if root.is_dir():
-        matches = sorted(
-            d for d in root.iterdir() if (d / "run.db").exists() and d.name.endswith(text)
-        )
-        if matches:
-            return matches[-1]
+        return [candidate]
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if (d / "run.db").exists() and d.name.endswith(text))
+
+
+def find_run(text: str, runs_dir: str | Path = "runs") -> Path:
+    """A run directory from a path, a directory name in `runs_dir`, or the end of one (the
+    newest match: `demo-student` picks the newest `*-demo-student` run)."""
+    matches = find_runs(text, runs_dir)
+    if matches:
+        return matches[-1]
+    root = Path(runs_dir)
     raise RunNotFound(
         f"{text}: no run there (a run directory holds run.db); give a path, or a run name from "
         f"`signconsole runs --dir {root}`"
+    )
+
+
+FOLLOWED = ("metrics", "evals", "alarms", "events", "evaluations")
+
+
+def _eval_event(row: sqlite3.Row) -> EvalFinished:
+    return EvalFinished(
+        row["step"],
+        time=row["time"],
+        epoch=row["epoch"],
+        split=row["split"],
+        loss=math.nan if row["loss"] is None else row["loss"],
+        error_rate=math.nan if row["error_rate"] is None else row["error_rate"],
+        substitutions=row["substitutions"],
+        deletions=row["deletions"],
+        insertions=row["insertions"],
+        reference_words=row["reference_words"],
+        unit=row["unit"],
+        is_best=bool(row["is_best"]),
+        blank_only=row["blank_only"] or 0.0,
     )
 
 
@@ -117,32 +152,88 @@ class RunReader:
         if split:
             query, parameters = query + " WHERE split = ?", (split,)
         rows = self.connection.execute(query + " ORDER BY step", parameters).fetchall()
+        return [_eval_event(row) for row in rows]
+
+    # ------------------------------------------------------- reading only what is new
+    # A follower (the console on a run's store) remembers the largest rowid it has read per
+    # table and asks only for rows after it: following a long run costs what it wrote since.
+
+    def max_rowids(self) -> dict[str, int]:
+        marks = {}
+        for table in FOLLOWED:
+            try:
+                row = self.connection.execute(f"SELECT max(rowid) FROM {table}").fetchone()
+            except sqlite3.OperationalError:  # a run recorded before the table existed
+                row = (0,)
+            marks[table] = row[0] or 0
+        return marks
+
+    def metric_rows(self, after: int, upto: int) -> list[tuple[int, str, float]]:
+        """(step, name, value) of metric rows with after < rowid <= upto, in write order."""
+        rows = self.connection.execute(
+            "SELECT step, name, value FROM metrics WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+            (after, upto),
+        ).fetchall()
+        return [(r[0], r[1], math.nan if r[2] is None else r[2]) for r in rows]
+
+    def evals_between(self, after: int, upto: int) -> list[EvalFinished]:
+        rows = self.connection.execute(
+            "SELECT * FROM evals WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto)
+        ).fetchall()
+        return [_eval_event(row) for row in rows]
+
+    def alarms_between(self, after: int, upto: int) -> list[AlarmRaised]:
+        rows = self.connection.execute(
+            "SELECT * FROM alarms WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto)
+        ).fetchall()
         return [
-            EvalFinished(
+            AlarmRaised(
                 row["step"],
                 time=row["time"],
-                epoch=row["epoch"],
-                split=row["split"],
-                loss=math.nan if row["loss"] is None else row["loss"],
-                error_rate=math.nan if row["error_rate"] is None else row["error_rate"],
-                substitutions=row["substitutions"],
-                deletions=row["deletions"],
-                insertions=row["insertions"],
-                reference_words=row["reference_words"],
-                unit=row["unit"],
-                is_best=bool(row["is_best"]),
-                blank_only=row["blank_only"] or 0.0,
+                severity=row["severity"],
+                kind=row["kind"],
+                message=row["message"],
+                hint=row["hint"],
+                stage=row["stage"],
+                batch_ids=tuple(json.loads(row["batch_ids"])),
             )
             for row in rows
         ]
 
-    def stored_evaluations(self) -> list[dict[str, Any]]:
-        """Results of `signconsole eval` on this run's checkpoints, oldest first."""
+    def events_between(self, after: int, upto: int) -> list[Event]:
+        """Lifecycle events as the dataclasses that were published (rows another version wrote
+        that no longer fit are skipped)."""
+        events: list[Event] = []
+        for rowid, kind, payload in self.events(after):
+            if rowid > upto:
+                break
+            cls = EVENT_TYPES.get(kind)
+            if cls is None:
+                continue
+            fields = {k: v for k, v in payload.items() if k != "type"}
+            try:
+                events.append(cls(**fields))
+            except TypeError:
+                continue
+        return events
+
+    def alarms(self) -> list[dict[str, Any]]:
+        rows = self.connection.execute("SELECT * FROM alarms ORDER BY step, time").fetchall()
+        return [{**dict(row), "batch_ids": tuple(json.loads(row["batch_ids"]))} for row in rows]
+
+    def change_marker(self) -> tuple:
+        """Cheap to read; changes whenever the run wrote anything a reviewer shows."""
+        return tuple(self.max_rowids().values())
+
+    def stored_evaluations(self, after: int = 0, upto: int = -1) -> list[dict[str, Any]]:
+        """Results of `signconsole eval` on this run's checkpoints, oldest first (rowids
+        after < rowid <= upto; upto -1: all)."""
         try:
             rows = self.connection.execute(
                 "SELECT time, checkpoint, step, data, split, decoder, unit, error_rate, "
                 "substitutions, deletions, insertions, reference_words, sequences "
-                "FROM evaluations ORDER BY time"
+                "FROM evaluations WHERE rowid > ? AND (? < 0 OR rowid <= ?) ORDER BY time",
+                (after, upto, upto),
             ).fetchall()
         except sqlite3.OperationalError:  # a run recorded before the table existed
             return []
@@ -167,6 +258,13 @@ class RunReader:
             for row in rows
         ]
 
+    def samples(self, step: int) -> tuple[SampleDecode, ...]:
+        """The sample decodes of the dev evaluation at `step`, as the event carried them."""
+        return tuple(
+            SampleDecode(d.sample_id, d.reference, d.greedy, d.beam, d.error_rate)
+            for d in self.decodes(step)
+        )
+
     def events(self, after_rowid: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         """(rowid, type, payload) of lifecycle events, oldest first."""
         rows = self.connection.execute(
@@ -174,17 +272,6 @@ class RunReader:
             (after_rowid,),
         ).fetchall()
         return [(row["rowid"], row["type"], json.loads(row["payload"])) for row in rows]
-
-    def alarms(self) -> list[dict[str, Any]]:
-        rows = self.connection.execute("SELECT * FROM alarms ORDER BY step, time").fetchall()
-        return [{**dict(row), "batch_ids": tuple(json.loads(row["batch_ids"]))} for row in rows]
-
-    def change_marker(self) -> tuple:
-        """Cheap to read; changes whenever the run wrote anything a reviewer shows."""
-        return tuple(
-            self.connection.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
-            for table in ("metrics", "evals", "alarms", "events")
-        )
 
     # -------------------------------------------------------------------------- commanding
     def send(self, command: Command, source: str = "attach") -> None:

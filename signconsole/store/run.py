@@ -25,6 +25,7 @@ from signconsole.events import (
     DistillationSummary,
     EvalFinished,
     Event,
+    LearningRateChanged,
     PretrainedLoaded,
     RunFinished,
     RunStarted,
@@ -32,6 +33,14 @@ from signconsole.events import (
     StateChanged,
     StepLogged,
     to_payload,
+)
+from signconsole.metrics import (
+    describe_applied,
+    describe_checkpoint,
+    describe_lr,
+    eval_metrics,
+    rate_name,
+    step_metrics,
 )
 from signconsole.store.db import RunDatabase
 
@@ -64,19 +73,7 @@ class RunRecorder:
     def __call__(self, event: Event) -> None:
         db = self.db
         if isinstance(event, StepLogged):
-            values = {
-                "train/loss": event.loss,
-                "lr": event.lr,
-                "grad_norm/total": event.grad_norm,
-                "frames_per_second": event.frames_per_second,
-                "logit_std": event.logit_std,
-                "epoch": float(event.epoch),
-            }
-            if event.teacher_ms:
-                values["teacher_ms"] = event.teacher_ms
-            values.update({f"train/{k}": v for k, v in event.parts.items()})
-            values.update({f"grad_norm/{k}": v for k, v in event.stage_grad_norms.items()})
-            db.add_metrics(event.step, values)
+            db.add_metrics(event.step, step_metrics(event))
             db.flush_if_due()
             return
         if isinstance(event, EvalFinished):
@@ -98,10 +95,7 @@ class RunRecorder:
                     event.time,
                 ),
             )
-            db.add_metrics(
-                event.step,
-                {f"{event.split}/loss": event.loss, f"{event.split}/error_rate": event.error_rate},
-            )
+            db.add_metrics(event.step, eval_metrics(event))
             for sample in event.samples:
                 db.execute(
                     "INSERT INTO decodes VALUES (?,?,?,?,?,?)",
@@ -117,7 +111,7 @@ class RunRecorder:
             self._line(
                 event,
                 f"eval {event.split} loss={event.loss:.4f} "
-                f"{'LER' if event.unit == 'letter' else 'WER'}={event.error_rate:.2%}"
+                f"{rate_name(event.unit)}={event.error_rate:.2%}"
                 f"{' (best)' if event.is_best else ''}",
             )
         elif isinstance(event, AlarmRaised):
@@ -194,9 +188,11 @@ def _describe(event: Event) -> str:
             f"stage {event.stage} {'trainable' if event.trainable else 'frozen'} ({event.reason})"
         )
     if isinstance(event, CommandApplied):
-        return f"command {event.command} {event.detail}".strip()
+        return f"command {describe_applied(event)}"
+    if isinstance(event, LearningRateChanged):
+        return describe_lr(event)
     if isinstance(event, CheckpointSaved):
-        return f"checkpoint {event.which} -> {event.path}"
+        return describe_checkpoint(event)
     if isinstance(event, PretrainedLoaded):
         return "\n".join(event.report)
     if isinstance(event, DistillationSummary):

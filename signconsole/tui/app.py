@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -10,6 +11,14 @@ from textual.screen import Screen
 from signconsole.tui.host import EngineHost
 from signconsole.tui.picker import Choice, PickerScreen
 from signconsole.tui.run_screen import RunScreen
+from signconsole.tui.source import BusSource, StoreSource
+
+
+def review_screen(run_dir: Path, zoom: tuple[int, int] | None = None) -> RunScreen:
+    """The run screen on a run's store: review, or attach when the run is still training."""
+    from signconsole.store.reader import RunReader
+
+    return RunScreen(StoreSource(RunReader(run_dir)), zoom)
 
 
 class SignConsole(App):
@@ -27,9 +36,14 @@ class SignConsole(App):
         host: EngineHost | None = None,
         review: Path | None = None,
         zoom: tuple[int, int] | None = None,
+        bell: bool | None = None,
     ) -> None:
-        """`host`: run a prepared EngineHost (tests feed a recorded run through one)."""
+        """`host`: run a prepared EngineHost (tests feed a recorded run through one).
+        `bell`: ring the terminal bell on an alarm (default: on; SIGNCONSOLE_BELL=0 turns it off)."""
         super().__init__()
+        self.bell_on_alarm = (
+            os.environ.get("SIGNCONSOLE_BELL", "1") != "0" if bell is None else bell
+        )
         self.profile, self.overrides, self.resume = profile, overrides, resume
         self.profiles_dir = profiles_dir or Path("profiles")
         self.runs_dir = runs_dir
@@ -38,13 +52,9 @@ class SignConsole(App):
 
     def on_mount(self) -> None:
         if self.review is not None:
-            from signconsole.store.reader import RunReader
-            from signconsole.tui.review import ReviewScreen, Zoom
-
-            zoom = Zoom(*self.zoom) if self.zoom else Zoom()
-            self.push_screen(ReviewScreen(RunReader(self.review), zoom))
+            self.push_screen(review_screen(self.review, self.zoom))
         elif self.host is not None:
-            self.push_screen(RunScreen(self.host))
+            self.push_screen(RunScreen(BusSource(self.host)))
         elif self.profile is not None:
             self.start(Choice(self.profile, self.resume))
         else:
@@ -61,7 +71,7 @@ class SignConsole(App):
             self.overrides,
             str(choice.resume) if choice.resume else None,
         )
-        self.push_screen(RunScreen(self.host))
+        self.push_screen(RunScreen(BusSource(self.host)))
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)

@@ -14,16 +14,17 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from signconsole import metrics as m
+from signconsole.metrics import format_duration
 from signconsole.store.compare import profile_diff, run_facts
 from signconsole.store.reader import RunReader
 from signconsole.tui.chart import Line, render_chart
-from signconsole.tui.state import format_duration
 
 RUN_COLOURS = ("cyan", "magenta", "green", "yellow", "red", "blue", "white")
 CURVES = (
-    ("train/loss", "train loss", {}),
-    ("dev/error_rate", "dev error rate", {"percent": True, "y_min": 0.0}),
-    ("grad_norm/total", "grad norm (log)", {"log_y": True}),
+    (m.TRAIN_LOSS, "train loss", {}),
+    (m.DEV_ERROR, "dev error rate", {"percent": True, "y_min": 0.0}),
+    (m.GRAD_TOTAL, "grad norm (log)", {"log_y": True}),
 )
 
 

@@ -55,3 +55,49 @@ class AskLearningRate(ModalScreen[float | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+KEY_NAMES = {
+    "space": "space",
+    "minus": "-",
+    "plus": "+",
+    "equals_sign": "=",
+    "question_mark": "?",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+    "less_than_sign": "<",
+    "greater_than_sign": ">",
+    "comma": ",",
+    "full_stop": ".",
+}
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the run screen, whether or not the footer had room for it."""
+
+    BINDINGS = [("escape,question_mark,q", "close", "close")]
+
+    def __init__(self, bindings: list, owns_run: bool) -> None:
+        super().__init__()
+        self.bindings, self.owns_run = bindings, owns_run
+
+    def compose(self) -> ComposeResult:
+        rows = []
+        for binding in self.bindings:
+            keys = " ".join(KEY_NAMES.get(k, k) for k in binding.key.split(","))
+            description = binding.tooltip or binding.description
+            if binding.action == "quit_run" and not self.owns_run:
+                description = "leave (the run goes on)"
+            rows.append(f"{keys:>5} {description}"[:36])
+        half = -(-len(rows) // 2)  # two columns: every key fits on an 80x24 terminal
+        left, right = rows[:half], rows[half:]
+        lines = [f"{a:<37}{b}".rstrip() for a, b in zip(left, [*right, ""], strict=False)]
+        with Vertical(classes="dialog help"):
+            yield Label("keys (escape closes)", classes="section")
+            yield Label("\n".join(lines), markup=False)
+            yield Label(
+                "ctrl+p: the command palette. Commands apply at the next step.", classes="hint"
+            )
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from signconsole.ctc.wer import align
-from signconsole.tui.chart import Line, render_chart
-from signconsole.tui.state import RunView, format_duration
+from signconsole.metrics import format_duration
+from signconsole.tui.state import RunView, TimelineEntry
 
 STATE_STYLES = {
     "starting": "bold cyan",
@@ -20,7 +19,6 @@ STATE_STYLES = {
     "finished": "bold blue",
     "failed": "bold red",
 }
-STAGE_COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "white", "bright_cyan")
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -33,7 +31,8 @@ def status_text(view: RunView, width: int = 120) -> Text:
         (0, f" {view.name or '...'} ", "bold reverse"),
         (3, f" {view.kind} · {view.device} ", "dim"),
         (0, f" {view.state.upper()} ", STATE_STYLES.get(view.state, "bold")),
-        (0, f" ep {view.epoch} · step {view.step}{total}", ""),
+        (2, f" ep {view.epoch} ·", ""),
+        (0, f" step {view.step}{total}", ""),
     ]
     if view.frames_per_second:
         parts.append((2, f" · {view.frames_per_second:,.0f} fr/s", ""))
@@ -46,6 +45,12 @@ def status_text(view: RunView, width: int = 120) -> Text:
         parts.append((2, f"@{view.best_step}", "dim"))
     if view.lr is not None:
         parts.append((1, f" · lr {view.lr:.1e}", "dim"))
+    if view.pending:
+        parts.append((0, f" · {view.pending}", "italic yellow"))
+    if view.alarm is not None:  # until acknowledged (a): the one thing that must not be missed
+        icon, style = SEVERITY.get(view.alarm.severity, ("▲", "yellow"))
+        kind = view.alarm.text.split(":", 1)[0]
+        parts.insert(3, (0, f" {icon} {kind} (a) ", f"reverse {style}"))
     for dropped in (4, 3, 2, 1):
         kept = [p for p in parts if p[0] < dropped]
         if sum(len(t) for _, t, _ in kept) <= width:
@@ -54,70 +59,6 @@ def status_text(view: RunView, width: int = 120) -> Text:
     for _, part, style in kept:
         text.append(part, style=style)
     return text
-
-
-class ChartPane(Widget):
-    """One chart; `kind` picks the series: loss, error, grad, lr."""
-
-    DEFAULT_CSS = "ChartPane { height: 1fr; width: 1fr; border: round $panel; }"
-
-    def __init__(self, kind: str, view: RunView, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.kind, self.view = kind, view
-        self._drawn_version = -1
-
-    def on_mount(self) -> None:
-        self._set_title()
-
-    def _set_title(self) -> None:
-        view = self.view
-        titles = {
-            "loss": "loss  [cyan]train[/] [magenta]dev[/]",
-            "error": f"dev {view.rate_name}",
-            "grad": "grad norm (log)  [bold]total[/] "
-            + " ".join(
-                f"[{STAGE_COLOURS[i % len(STAGE_COLOURS)]}]{stage}[/]"
-                for i, stage in enumerate(view.stages)
-            ),
-            "lr": "learning rate (log)",
-        }
-        self.border_title = titles[self.kind]
-        if self.kind == "loss" and "train/kd" in view.series:
-            self.border_title = "loss  [cyan]train[/] [green]ctc[/] [red]kd[/] [magenta]dev[/]"
-
-    def update_if_changed(self) -> None:
-        if self.view.charts_version != self._drawn_version:
-            self._drawn_version = self.view.charts_version
-            self._set_title()
-            self.refresh()
-
-    def lines(self) -> tuple[list[Line], dict]:
-        series = self.view.series
-
-        def line(name: str, style: str) -> list[Line]:
-            s = series.get(name)
-            return [Line(name, s.steps, s.values, style)] if s and s.values else []
-
-        if self.kind == "loss":
-            # dev first: the dense train line is drawn last and stays readable on top
-            lines = line("dev/loss", "magenta") + line("train/ctc", "green")
-            return lines + line("train/kd", "red") + line("train/loss", "cyan"), {}
-        if self.kind == "error":
-            return line("dev/error_rate", "magenta"), {"percent": True, "y_min": 0.0}
-        if self.kind == "grad":
-            stages = [
-                line(f"grad_norm/{stage}", STAGE_COLOURS[i % len(STAGE_COLOURS)])
-                for i, stage in enumerate(self.view.stages)
-            ]
-            return [*sum(stages, []), *line("grad_norm/total", "bold white")], {"log_y": True}
-        return line("lr", "green"), {"log_y": True}
-
-    def render(self) -> Text:
-        lines, options = self.lines()
-        markers = [step for step, _ in self.view.markers]
-        return render_chart(
-            lines, self.content_size.width, self.content_size.height, markers=markers, **options
-        )
 
 
 def sparkline(values, width: int = 16) -> str:
@@ -133,69 +74,98 @@ def sparkline(values, width: int = 16) -> str:
 
 
 class StagesPane(DataTable):
-    """Each stage: trainable, parameters, grad-norm sparkline; the schedule below in the title."""
+    """Each stage: trainable, parameters, grad-norm sparkline. Rows are updated in place, never
+    rebuilt, so the highlighted row is always the stage `f` acts on."""
+
+    COLUMNS = ("stage", "trainable", "params", "grad norm", "last")
 
     def __init__(self, view: RunView, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self.view = view
         self._drawn_version = -1
+        self._stages: tuple[str, ...] = ()
+        self._pretrained = False
 
     def on_mount(self) -> None:
-        self.add_columns("stage", "trainable", "params", "grad norm", "last")
+        for column in self.COLUMNS:
+            self.add_column(column, key=column)
 
     def selected_stage(self) -> str | None:
+        """The stage under the cursor: exactly the highlighted row."""
         if not self.row_count:
             return None
-        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        row = min(self.cursor_row, self.row_count - 1)
+        return self._stages[row] if row < len(self._stages) else None
+
+    def _cells(self, name: str) -> list:
+        stage = self.view.stages[name]
+        trainable = (
+            Text("yes", style="green") if stage.trainable else Text("frozen", style="bold blue")
+        )
+        last = f"{stage.grad_norms[-1]:.2e}" if stage.grad_norms else ""
+        cells = [
+            name,
+            trainable,
+            f"{stage.parameters:,}",
+            Text(sparkline(stage.grad_norms), style="yellow"),
+            last,
+        ]
+        if self._pretrained:
+            cells.append(stage.pretrained or "-")
+        return cells
 
     def update_if_changed(self) -> None:
         if self.view.stages_version == self._drawn_version:
             return
         self._drawn_version = self.view.stages_version
-        cursor = self.cursor_row
-        self.clear()
+        names = tuple(self.view.stages)
         pretrained = any(stage.pretrained for stage in self.view.stages.values())
-        if pretrained and "pretrained" not in self.columns:
-            self.add_column("pretrained", key="pretrained")
-        for stage in self.view.stages.values():
-            trainable = (
-                Text("yes", style="green") if stage.trainable else Text("frozen", style="bold blue")
-            )
-            last = f"{stage.grad_norms[-1]:.2e}" if stage.grad_norms else ""
-            cells = [
-                stage.name,
-                trainable,
-                f"{stage.parameters:,}",
-                Text(sparkline(stage.grad_norms), style="yellow"),
-                last,
-            ]
-            if pretrained:
-                cells.append(stage.pretrained or "-")
-            self.add_row(*cells, key=stage.name)
-        if self.row_count:
-            self.move_cursor(row=min(cursor, self.row_count - 1))
+        if names != self._stages or pretrained != self._pretrained:
+            # A new set of stages (the run started): build the rows once, keep the cursor's stage.
+            selected = self.selected_stage()
+            self.clear()
+            if pretrained and "pretrained" not in self.columns:
+                self.add_column("pretrained", key="pretrained")
+            self._stages, self._pretrained = names, pretrained
+            for name in names:
+                self.add_row(*self._cells(name), key=name)
+            if selected in names:
+                self.move_cursor(row=names.index(selected), animate=False)
+            return
+        keys = [*self.COLUMNS, *(("pretrained",) if pretrained else ())]
+        for name in names:
+            for key, value in zip(keys, self._cells(name), strict=True):
+                self.update_cell(name, key, value)
 
 
 SEVERITY = {"error": ("✖", "bold red"), "warning": ("▲", "yellow"), "info": ("·", "dim")}
 
 
 class TimelinePane(DataTable):
-    """Alarms and everything that happened (commands, stage and state changes), newest first."""
+    """Alarms and everything that happened (commands, stage and state changes), newest first.
+    The highlighted row's whole text and hint are written out below the table (`#detail`)."""
 
     def __init__(self, view: RunView, **kwargs) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self.view = view
         self._drawn_version = -1
+        self.shown: list[TimelineEntry] = []
 
     def on_mount(self) -> None:
         self.add_columns("step", "", "what", "where", "hint")
+
+    def highlighted(self) -> TimelineEntry | None:
+        if not self.shown:
+            return None
+        return self.shown[min(self.cursor_row, len(self.shown) - 1)]
 
     def update_if_changed(self) -> None:
         if self.view.timeline_version == self._drawn_version:
             return
         self._drawn_version = self.view.timeline_version
         self.clear()
-        for entry in reversed(self.view.timeline[-200:]):
+        self.shown = list(reversed(self.view.timeline[-200:]))
+        for entry in self.shown:
             icon, style = SEVERITY.get(entry.severity, ("·", ""))
             self.add_row(
                 str(entry.step),
@@ -204,6 +174,21 @@ class TimelinePane(DataTable):
                 entry.where,
                 Text(entry.hint, style="dim"),
             )
+
+
+def entry_text(entry: TimelineEntry | None) -> Text:
+    """An event written out in full, wrapped: nothing cut at the table's column width."""
+    if entry is None:
+        return Text("")
+    icon, style = SEVERITY.get(entry.severity, ("·", ""))
+    text = Text(f"{icon} step {entry.step}: ", style=style)
+    text.append(entry.text, style="bold" if entry.kind == "alarm" else "")
+    if entry.where:
+        text.append(f"  [{entry.where}]", style="dim")
+    if entry.hint:
+        text.append("\nhint: ", style="bold")
+        text.append(entry.hint)
+    return text
 
 
 def decode_line(reference: tuple[str, ...], hypothesis: tuple[str, ...]) -> Text:

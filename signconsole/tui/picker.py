@@ -198,10 +198,9 @@ class PickerScreen(Screen[Choice]):
         run = self._highlighted_run()
         if run is None:
             return
-        from signconsole.store.reader import RunReader
-        from signconsole.tui.review import ReviewScreen
+        from signconsole.tui.app import review_screen
 
-        self.app.push_screen(ReviewScreen(RunReader(run.path)))
+        self.app.push_screen(review_screen(run.path))
 
     def action_mark(self) -> None:
         run = self._highlighted_run()

@@ -1,8 +1,9 @@
 """What the console shows, folded from events: plain Python, no Textual, no tensors.
 
-The console drains the bus a few times a second and feeds every event here; widgets then read
-this model and redraw only what changed (`version` counters per pane). Series keep every point
-the engine logged at its log interval; charts downsample to their width when drawing.
+One RunView serves the live console, attach and review: a run source (tui/source.py) feeds it
+events through `apply` and metric rows through `add_metrics` (a StepLogged is only a bundle of
+metric rows, so both paths meet there). Widgets read this model and redraw only what changed
+(`version` counters per pane). Series are bounded (tui/series.py); the store keeps every value.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from signconsole import metrics as m
 from signconsole.events import (
     AlarmRaised,
     CheckpointSaved,
@@ -19,6 +21,7 @@ from signconsole.events import (
     DistillationSummary,
     EvalFinished,
     Event,
+    LearningRateChanged,
     PretrainedLoaded,
     RunFinished,
     RunStarted,
@@ -26,19 +29,10 @@ from signconsole.events import (
     StateChanged,
     StepLogged,
 )
+from signconsole.tui.series import Series
 
-
-@dataclass
-class Series:
-    steps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-    def add(self, step: int, value: float) -> None:
-        self.steps.append(step)
-        self.values.append(value)
-
-    def last(self) -> float | None:
-        return self.values[-1] if self.values else None
+TIMELINE_LIMIT = 2000  # entries kept for the Events tab (the store keeps them all)
+TOP_STAGES = 3  # grad-norm chart: the total and this many stages (all of them on demand)
 
 
 @dataclass
@@ -54,7 +48,7 @@ class StageView:
 class TimelineEntry:
     step: int
     time: float
-    kind: str  # "alarm", "command", "stage", "state", "checkpoint"
+    kind: str  # "alarm", "command", "stage", "state", "checkpoint", "lr", "eval", ...
     severity: str
     text: str
     hint: str = ""
@@ -66,8 +60,9 @@ class RunView:
     name: str = ""
     kind: str = ""
     device: str = ""
-    unit: str = "gloss"
+    unit: str = ""  # "letter" or "gloss" once the run started
     run_dir: str = ""
+    resumed_from: str = ""
     state: str = "starting"
     state_reason: str = ""
     step: int = 0
@@ -81,19 +76,23 @@ class RunView:
     lr: float | None = None
     teacher_ms: float = 0.0  # distillation: the teacher's forward pass per batch
     comparison: tuple[str, ...] = ()  # distillation: teacher vs student table, at the end
-    # Review: steps of the dev evaluations, and which one the Decodes tab shows (index, count).
-    evaluations: list[int] = field(default_factory=list)
-    eval_position: tuple[int, int] | None = None
+    evals: list[EvalFinished] = field(default_factory=list)  # dev evaluations, oldest first
+    eval_index: int | None = None  # which one the Decodes tab shows (None = the newest)
+    test_eval: EvalFinished | None = None
     series: dict[str, Series] = field(default_factory=dict)
     stages: dict[str, StageView] = field(default_factory=dict)
     schedule: list[tuple[int, list[str]]] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)  # newest last
-    # Steps where the run changed course (stage frozen/unfrozen, LR set): drawn on the charts.
+    # Steps where the run changed course (stage frozen/unfrozen, LR changed): drawn on the charts.
     markers: list[tuple[int, str]] = field(default_factory=list)
-    unseen_alarms: int = 0
-    latest_eval: EvalFinished | None = None
-    test_eval: EvalFinished | None = None
+    unseen_alarms: int = 0  # since the Events tab was last open
+    alarm: TimelineEntry | None = None  # the newest alarm, until the person acknowledges it
     finished: RunFinished | None = None
+    pending: str = ""  # a command sent, until the engine reports one applied (CommandApplied)
+    # Chart options, changed by keys: the visible step range and what the charts draw.
+    zoom: tuple[int, int] | None = None
+    loss_log: bool = True  # a CTC loss falls by orders of magnitude: linear flattens it
+    grad_all_stages: bool = False
     # change counters: a pane redraws only when its counter moved
     charts_version: int = 0
     stages_version: int = 0
@@ -101,10 +100,31 @@ class RunView:
     decodes_version: int = 0
     status_version: int = 0
     _rate_anchor: tuple[float, int] | None = None
+    _lr_events: bool = False  # the engine publishes LearningRateChanged: no command guessing
 
     @property
     def rate_name(self) -> str:
-        return "LER" if self.unit == "letter" else "WER"
+        # Before the run says what it counts, naming it WER would be a guess (often wrong).
+        return m.rate_name(self.unit) if self.unit else "error"
+
+    @property
+    def latest_eval(self) -> EvalFinished | None:
+        """The dev evaluation the Decodes tab shows."""
+        if not self.evals:
+            return None
+        index = len(self.evals) - 1 if self.eval_index is None else self.eval_index
+        return self.evals[index]
+
+    @property
+    def eval_position(self) -> tuple[int, int] | None:
+        if not self.evals:
+            return None
+        index = len(self.evals) - 1 if self.eval_index is None else self.eval_index
+        return index, len(self.evals)
+
+    @property
+    def evaluations(self) -> list[int]:
+        return [e.step for e in self.evals]
 
     def series_for(self, name: str) -> Series:
         return self.series.setdefault(name, Series())
@@ -114,20 +134,108 @@ class RunView:
             return None
         return max(0.0, (self.total_steps - self.step) / self.steps_per_second)
 
+    # ---------------------------------------------------------------------------- intake
     def apply(self, event: Event) -> None:
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
             self.status_version += 1
 
-    def _on_RunStarted(self, event: RunStarted) -> None:
-        self.name, self.kind, self.device, self.unit = (
-            event.name,
-            event.kind,
-            event.device,
-            event.unit,
+    def add_metrics(self, step: int, values: dict[str, float], now: float | None = None) -> None:
+        """One logged step's metric rows, from a StepLogged or from the store's metrics table."""
+        now = time.time() if now is None else now
+        if self._rate_anchor is not None:
+            anchor_time, anchor_step = self._rate_anchor
+            if now > anchor_time and step > anchor_step:
+                rate = (step - anchor_step) / (now - anchor_time)
+                previous = self.steps_per_second
+                self.steps_per_second = rate if not previous else 0.7 * previous + 0.3 * rate
+        self._rate_anchor = (now, step)
+        self.step = max(self.step, step)
+        parts = [n for n in values if n.startswith(m.TRAIN_PREFIX) and n != m.TRAIN_LOSS]
+        stage_norms = False
+        for name, value in values.items():
+            if name.startswith(m.CHARTED) and not (len(parts) == 1 and name in parts):
+                self.series_for(name).add(step, value)  # a single part is the loss twice
+            if name.startswith(m.GRAD_PREFIX) and name != m.GRAD_TOTAL:
+                stage = self.stages.get(name[len(m.GRAD_PREFIX) :])
+                if stage is not None and math.isfinite(value):
+                    stage.grad_norms.append(value)
+                    stage_norms = True
+        self.epoch = int(values.get(m.EPOCH, self.epoch))
+        self.lr = values.get(m.LR, self.lr)
+        self.frames_per_second = values.get(m.FRAMES_PER_SECOND, self.frames_per_second)
+        self.teacher_ms = values.get(m.TEACHER_MS, self.teacher_ms)
+        self.charts_version += 1
+        self.status_version += 1
+        if stage_norms:
+            self.stages_version += 1
+
+    def load_series(self, name: str, points: list[tuple[int, float | None]]) -> None:
+        """A whole downsampled history at once (from the store): replaces what was there."""
+        series = Series()
+        for step, value in points:
+            series.add(step, math.nan if value is None else value)
+        self.series[name] = series
+        stage = (
+            self.stages.get(name[len(m.GRAD_PREFIX) :]) if name.startswith(m.GRAD_PREFIX) else None
         )
-        self.run_dir, self.total_steps, self.step = event.run_dir, event.total_steps, event.step
+        if stage is not None:
+            stage.grad_norms.clear()
+            stage.grad_norms.extend(v for v in series.values[-60:] if math.isfinite(v))
+            self.stages_version += 1
+        self.charts_version += 1
+
+    def reset(self) -> None:
+        """Forget the run (its store was trimmed under a follower, which reads it again): the
+        chart options stay, every change counter moves on so each pane redraws."""
+        kept = {"zoom": self.zoom, "loss_log": self.loss_log, "grad_all": self.grad_all_stages}
+        versions = {f.name: getattr(self, f.name) + 1 for f in fields(self) if "_version" in f.name}
+        for name, value in vars(RunView()).items():
+            setattr(self, name, value)
+        self.zoom, self.loss_log, self.grad_all_stages = kept.values()
+        for name, value in versions.items():
+            setattr(self, name, value)
+
+    def add_entry(self, entry: TimelineEntry) -> None:
+        self.timeline.append(entry)
+        if len(self.timeline) > TIMELINE_LIMIT:
+            del self.timeline[: len(self.timeline) - TIMELINE_LIMIT]
+        self.timeline_version += 1
+
+    def acknowledge(self) -> None:
+        """The person has seen the alarms: the status line and the banner let go of them."""
+        if self.alarm is not None or self.unseen_alarms:
+            self.alarm, self.unseen_alarms = None, 0
+            self.status_version += 1
+
+    def apply_failure(self, text: str) -> None:
+        """The engine died without an event saying so (an exception in its thread)."""
+        self._raise(TimelineEntry(self.step, time.time(), "alarm", "error", text))
+        self.status_version += 1
+
+    def show_eval(self, index: int | None) -> None:
+        self.eval_index = None if index is None else max(0, min(index, len(self.evals) - 1))
+        self.decodes_version += 1
+
+    def mark(self, step: int, label: str) -> None:
+        if (step, label) not in self.markers[-8:]:  # a command and its event mark once
+            self.markers.append((step, label))
+            self.charts_version += 1
+
+    def top_stages(self, count: int = TOP_STAGES) -> list[str]:
+        """Stages by their newest gradient norm, largest first: the ones worth a line."""
+        latest = {
+            name: stage.grad_norms[-1] for name, stage in self.stages.items() if stage.grad_norms
+        }
+        return sorted(latest, key=lambda name: -latest[name])[:count]
+
+    # --------------------------------------------------------------------------- handlers
+    def _on_RunStarted(self, event: RunStarted) -> None:
+        self.name, self.kind, self.device = event.name, event.kind, event.device
+        self.unit, self.run_dir, self.total_steps = event.unit, event.run_dir, event.total_steps
+        self.resumed_from, self.finished = event.resumed_from, None  # a resume goes on
+        self.step = max(self.step, event.step)
         self.stages = {
             name: StageView(name, event.parameters.get(name, 0), event.trainable.get(name, True))
             for name in event.stages
@@ -135,66 +243,36 @@ class RunView:
         self.schedule = [(epoch, list(names)) for epoch, names in event.stage_schedule]
         self.started = event.time
         self.stages_version += 1
-
-    def _on_StepLogged(self, event: StepLogged) -> None:
-        now = event.time
-        if self._rate_anchor is not None:
-            anchor_time, anchor_step = self._rate_anchor
-            if now > anchor_time and event.step > anchor_step:
-                rate = (event.step - anchor_step) / (now - anchor_time)
-                self.steps_per_second = (
-                    rate
-                    if not self.steps_per_second
-                    else (0.7 * self.steps_per_second + 0.3 * rate)
-                )
-        self._rate_anchor = (now, event.step)
-        self.step, self.epoch = event.step, event.epoch
-        self.frames_per_second, self.lr = event.frames_per_second, event.lr
-        self.teacher_ms = event.teacher_ms
-        self.series_for("train/loss").add(event.step, event.loss)
-        for part, value in event.parts.items():
-            if len(event.parts) > 1:
-                self.series_for(f"train/{part}").add(event.step, value)
-        self.series_for("lr").add(event.step, event.lr)
-        self.series_for("grad_norm/total").add(event.step, event.grad_norm)
-        for stage, norm in event.stage_grad_norms.items():
-            self.series_for(f"grad_norm/{stage}").add(event.step, norm)
-            if stage in self.stages:
-                self.stages[stage].grad_norms.append(norm)
-        self.charts_version += 1
-        if event.stage_grad_norms:
-            self.stages_version += 1
-
-    def _on_EvalFinished(self, event: EvalFinished) -> None:
-        if event.split != "dev":
-            self.test_eval = event
-            self.decodes_version += 1
-            return
-        self.series_for("dev/loss").add(event.step, event.loss)
-        self.series_for("dev/error_rate").add(event.step, event.error_rate)
-        if event.is_best:
-            self.best_error_rate, self.best_step = event.error_rate, event.step
-        self.latest_eval = event
-        self.charts_version += 1
+        self.charts_version += 1  # the error chart's title names the unit
         self.decodes_version += 1
 
+    def _on_StepLogged(self, event: StepLogged) -> None:
+        self.epoch = event.epoch
+        self.add_metrics(event.step, m.step_metrics(event), event.time)
+
+    def _on_EvalFinished(self, event: EvalFinished) -> None:
+        self.decodes_version += 1
+        if event.split != "dev":
+            self.test_eval = event
+            return
+        self.series_for(m.DEV_LOSS).add(event.step, event.loss)
+        self.series_for(m.DEV_ERROR).add(event.step, event.error_rate)
+        if event.is_best:
+            self.best_error_rate, self.best_step = event.error_rate, event.step
+        self.evals.append(event)
+        self.charts_version += 1
+
     def _on_AlarmRaised(self, event: AlarmRaised) -> None:
-        where = event.stage
-        if event.batch_ids:
-            ids = ", ".join(event.batch_ids[:4]) + (" ..." if len(event.batch_ids) > 4 else "")
-            where = f"{where} batch {ids}".strip()
-        self.add_entry(
-            TimelineEntry(
-                event.step,
-                event.time,
-                "alarm",
-                event.severity,
-                f"{event.kind}: {event.message}",
-                event.hint,
-                where,
-            )
+        text, where = m.describe_alarm(event), m.alarm_where(event)
+        entry = TimelineEntry(
+            event.step, event.time, "alarm", event.severity, text, event.hint, where
         )
+        self._raise(entry)
+
+    def _raise(self, entry: TimelineEntry) -> None:
+        self.add_entry(entry)
         self.unseen_alarms += 1
+        self.alarm = entry
 
     def _on_PretrainedLoaded(self, event: PretrainedLoaded) -> None:
         for stage, tensors, loaded, _adapted, _skipped in event.stages:
@@ -202,92 +280,58 @@ class RunView:
                 self.stages[stage].pretrained = f"{loaded}/{tensors}"
         self.stages_version += 1
         summary = event.report[0] if event.report else f"pretrained weights from {event.source}"
+        severity = "warning" if event.notes else "info"
         self.add_entry(
             TimelineEntry(
-                event.step,
-                event.time,
-                "pretrained",
-                "warning" if event.notes else "info",
-                summary,
-                "; ".join(event.notes),
+                event.step, event.time, "pretrained", severity, summary, "; ".join(event.notes)
             )
         )
 
     def _on_DistillationSummary(self, event: DistillationSummary) -> None:
         self.comparison = event.table
         self.decodes_version += 1
-        self.add_entry(
-            TimelineEntry(
-                event.step,
-                event.time,
-                "summary",
-                "info",
-                "teacher vs student: see the Decodes tab (and comparison.json)",
-            )
-        )
+        text = "teacher vs student: see the Decodes tab (and comparison.json)"
+        self.add_entry(TimelineEntry(event.step, event.time, "summary", "info", text))
 
     def _on_StageChanged(self, event: StageChanged) -> None:
         if event.stage in self.stages:
             self.stages[event.stage].trainable = event.trainable
         self.stages_version += 1
         if event.reason != "profile":  # the profile's initial freeze is the starting point
-            self.markers.append((event.step, event.stage))
-            self.charts_version += 1
-        verb = "unfrozen" if event.trainable else "frozen"
-        self.add_entry(
-            TimelineEntry(
-                event.step,
-                event.time,
-                "stage",
-                "info",
-                f"stage {event.stage} {verb} ({event.reason})",
-            )
-        )
+            self.mark(event.step, event.stage)
+        text = m.describe_stage(event)
+        self.add_entry(TimelineEntry(event.step, event.time, "stage", "info", text))
 
     def _on_StateChanged(self, event: StateChanged) -> None:
         self.state, self.state_reason = event.state, event.reason
-        if event.reason or event.state not in ("running", "starting"):
-            self.add_entry(
-                TimelineEntry(
-                    event.step,
-                    event.time,
-                    "state",
-                    "warning" if event.state == "failed" else "info",
-                    f"{event.state}" + (f": {event.reason}" if event.reason else ""),
-                )
-            )
+        if m.state_worth_telling(event):
+            severity = "warning" if event.state == "failed" else "info"
+            text = m.describe_state(event)
+            self.add_entry(TimelineEntry(event.step, event.time, "state", severity, text))
+
+    def _on_LearningRateChanged(self, event: LearningRateChanged) -> None:
+        self._lr_events = True
+        self.lr = event.lr
+        self.mark(event.step, "lr")
+        if m.lr_change_worth_telling(event):
+            text = m.describe_lr(event)
+            self.add_entry(TimelineEntry(event.step, event.time, "lr", "info", text))
 
     def _on_CommandApplied(self, event: CommandApplied) -> None:
-        if event.command.startswith("SetLearningRate"):
-            self.markers.append((event.step, "lr"))
-            self.charts_version += 1
-        self.add_entry(
-            TimelineEntry(
-                event.step, event.time, "command", "info", f"{event.command} {event.detail}".strip()
-            )
-        )
+        # Runs recorded before the engine published LearningRateChanged: the command's name.
+        if not self._lr_events and m.command_name(event) in m.LR_COMMANDS:
+            self.mark(event.step, "lr")
+        text = m.describe_applied(event)
+        self.add_entry(TimelineEntry(event.step, event.time, "command", "info", text))
+        self.pending = ""
 
     def _on_CheckpointSaved(self, event: CheckpointSaved) -> None:
         if event.which == "best":
             return
-        self.add_entry(
-            TimelineEntry(event.step, event.time, "checkpoint", "info", f"checkpoint {event.which}")
-        )
+        text = f"checkpoint {event.which}"
+        self.add_entry(TimelineEntry(event.step, event.time, "checkpoint", "info", text))
 
     def _on_RunFinished(self, event: RunFinished) -> None:
         self.finished = event
         self.state = event.status
-        self.step = event.step
-
-    def add_entry(self, entry: TimelineEntry) -> None:
-        self.timeline.append(entry)
-        self.timeline_version += 1
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "--"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+        self.step = max(self.step, event.step)
