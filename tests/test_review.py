@@ -131,7 +131,7 @@ async def test_attach_pauses_and_resumes_a_headless_run(tmp_path: Path) -> None:
                 reader.send(Stop(reason="test done"))
             assert [row[0] for row in applied] == ["attach", "attach"]
             assert all(row[1] is not None for row in applied)
-        assert process.wait(timeout=TIMEOUT) == 0
+        assert process.wait(timeout=TIMEOUT) == 130  # stopped by a person: resumable (ExitCode)
 
 
 def test_profile_diff_lists_only_keys_that_differ() -> None:

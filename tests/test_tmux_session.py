@@ -58,6 +58,7 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         "training.eval_every=20",
         'freeze.frozen=["fusion"]',
         "health.grad_norm_explode=0.0001",  # an alarm at the first logged step
+        "health.grad_norm_vanish=0.00001",  # below it, as a profile must have it
     ]
     command = [
         sys.executable,
@@ -129,6 +130,7 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         str(run_dir),
     ]
     resume += [a for o in [*overrides, f"training.max_steps={stopped + 10}"] for a in ("--set", o)]
+    resume.append("--allow-changes")  # max_steps is new: recorded in the run
     done = subprocess.run(resume, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     show = (

@@ -158,7 +158,8 @@ async def test_stop_asks_first_and_then_checkpoints(tmp_path: Path) -> None:
         await pilot.press("s")
         await pilot.press("y")
         await wait_for(pilot, lambda: app.host.done.is_set(), what="stop")
-        await wait_for(pilot, lambda: app.screen.view.state == "finished", what="finished state")
+        # A person's stop: "stopped" (resumable), not "finished".
+        await wait_for(pilot, lambda: app.screen.view.state == "stopped", what="stopped state")
     assert list(Path(tmp_path).glob("*/checkpoints/last.pt"))
 
 

@@ -41,26 +41,27 @@ def open_run_dir(engine: Engine) -> None:
     if engine.resume_dir is not None:
         # First: a run another process is training must not be trained twice.
         engine.lock = RunLock.acquire(engine.resume_dir)
-        engine.run_dir = engine.resume_dir
-        changes = profile_changes(engine.run_dir, engine.profile_toml)
+        # run_dir is set once the resume is accepted: a refused one records nothing in the run.
+        changes = profile_changes(engine.resume_dir, engine.profile_toml)
         structural = [c for c in changes if c.startswith(STRUCTURAL)]
         if structural:
             raise UserError(
-                f"{engine.run_dir}: cannot resume with a different "
+                f"{engine.resume_dir}: cannot resume with a different "
                 + "; ".join(structural[:4])
                 + ": the checkpoint was made with the old value; start a new run (pretrained "
                 "weights: model.pretrained.path = the run directory)"
             )
         if changes and not engine.allow_changes:
             raise UserError(
-                f"{engine.run_dir}: the profile differs from the one this run trained with ("
+                f"{engine.resume_dir}: the profile differs from the one this run trained with ("
                 + "; ".join(changes[:6])
                 + ("; ..." if len(changes) > 6 else "")
                 + "); resume with the same profile, or add --allow-changes to train on with the "
                 "new values (the difference is recorded in the run)"
             )
-        last = engine.run_dir / "checkpoints" / "last.pt"
+        last = engine.resume_dir / "checkpoints" / "last.pt"
         checkpointing.restore(engine, last)
+        engine.run_dir = engine.resume_dir
         engine.model_record = checkpointing.recorded_source(last) or record_source(
             engine.model_source, engine.run_dir
         )
