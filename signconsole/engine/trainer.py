@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from signconsole.config import Profile
-from signconsole.data.dataset import Batch, BucketBatchSampler, SequenceDataset, collate
+from signconsole.data.dataset import Batch, BucketBatchSampler, SequenceDataset
+from signconsole.data.loader import batch_stream
 from signconsole.data.normalize import check_input
 from signconsole.data.prepare import PreparedData, Progress, prepare_data
 from signconsole.data.vocabulary import Vocabulary
@@ -338,11 +338,7 @@ class Engine:
 
     def _train(self) -> str:
         training = self.profile.training
-        loader_kwargs = {
-            "num_workers": self.profile.data.num_workers,
-            "pin_memory": self.device.type == "cuda",
-            "collate_fn": collate,
-        }
+        loader_kwargs = {"workers": self.profile.data.num_workers}
         deadline = (
             time.monotonic() + training.max_minutes * 60 if training.max_minutes else math.inf
         )
@@ -355,11 +351,8 @@ class Engine:
                 self._set_trainable(name, True, "schedule")
             self.sampler.set_epoch(self.epoch)
             batches = self.sampler.batches()[self.batch_in_epoch :]
-            # Its own generator: a DataLoader iterator otherwise draws from the global RNG, and a
-            # resumed run (one extra loader) would then get different dropout masks.
-            generator = torch.Generator().manual_seed(training.seed * 7919 + self.epoch)
-            loader = DataLoader(
-                self.data.train, batch_sampler=batches, generator=generator, **loader_kwargs
+            loader = batch_stream(
+                self.data.train, batches, self.device, epoch=self.epoch, **loader_kwargs
             )
             accumulated = 0
             self.model.train()
