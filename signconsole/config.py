@@ -26,7 +26,7 @@ WerNormalization = Literal["none", "phoenix"]
 class FingerspellConfig:
     lang: str = "ase"  # sign language code of the lexicon (ase, gsg, bzs, ...)
     seed: int = 0  # the corpus is a pure function of (lang, seed, counts)
-    train: int = 600  # training sequences (spelled words with augmentation)
+    train: int = 600  # training sequences (with data.synthesis: slots spelled anew each epoch)
     dev: int = 80  # dev sequences, words disjoint from train
     test: int = 80  # test sequences, words disjoint from train and dev
 
@@ -42,13 +42,16 @@ class SynthesisConfig:
 @dataclass(frozen=True)
 class DataConfig:
     corpus: str = "fingerspell"  # Phoenix-layout directory, or "fingerspell" (built-in corpus)
-    features: str = ""  # folder of {split}/{id}.npz|.npy|.pose files; "" = CORPUS/features
+    features: str = ""  # folder of the feature files ({split}/{id}.npz, .npy or .pose) apart from the annotations; "" = CORPUS/features
     normalization: Normalization = "corpus_stats"  # applied once, in the data pipeline
     coordinates: Coordinates = "raw"  # units of the spatial block: raw or shoulder-centred
     batch_size: int = 16  # sequences per batch
     max_frames: int = 0  # longer sequences are skipped and reported; 0 = no limit
     bucket_width: int = 8  # frames per length bucket for batching
     num_workers: int = 1  # threads preparing training batches ahead; 0 = in the training thread
+    ignore: tuple[
+        str, ...
+    ] = ()  # landmark groups normalized to 0 for the model (face, pose, left_hand, right_hand); corpus_stats only
     wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
     augment: bool = False  # train split: new rotation/scale/shift/speed/noise every epoch
     augment_rotation: float = 8.0  # degrees, +-

@@ -85,21 +85,30 @@ def test_a_failing_batch_raises_in_the_consumer_and_stopping_early_ends_the_thre
     assert not loader_threads()
 
 
-def test_precomputed_features_are_held_as_float16(tmp_path: Path) -> None:
-    from signconsole.data.corpus import Corpus
+def test_precomputed_features_apart_from_the_annotations_are_read_as_float16(
+    tmp_path: Path,
+) -> None:
+    """`data.features`: feature files in their own folder; .npy features mapped, not cached."""
+    from signconsole.data.corpus import Corpus, CorpusError
     from signconsole.data.vocabulary import Vocabulary
 
-    manual = tmp_path / "annotations" / "manual"
+    annotations, features = tmp_path / "corpus", tmp_path / "extracted"
+    manual = annotations / "annotations" / "manual"
     manual.mkdir(parents=True)
-    (tmp_path / "features" / "train").mkdir(parents=True)
+    (features / "train").mkdir(parents=True)
     lines = ["id|folder|signer|annotation"]
     for index in range(3):
         values = np.random.default_rng(index).standard_normal((5 + index, FEATURE_DIM))
-        np.save(tmp_path / "features" / "train" / f"s{index}.npy", values.astype(np.float32))
+        np.save(features / "train" / f"s{index}.npy", values.astype(np.float32))
         lines.append(f"s{index}|s{index}|x|A B")
     (manual / "train.corpus.csv").write_text("\n".join(lines) + "\n")
-    corpus = Corpus.open(tmp_path, ("train",))
+    with pytest.raises(CorpusError, match="data.features"):
+        Corpus.open(annotations, ("train",), features=tmp_path / "missing")
+    corpus = Corpus.open(annotations, ("train",), features=features)
     dataset = SequenceDataset(corpus, "train", Vocabulary.from_glosses(corpus.glosses("train")))
     item = dataset.raw_item(2)
     assert item.features.dtype == torch.float16 and item.features.shape == (7, FEATURE_DIM)
+    stored = np.load(features / "train" / "s2.npy")
+    np.testing.assert_allclose(item.features.float().numpy(), stored, rtol=1e-3, atol=1e-3)
     assert dataset[2].features.dtype == torch.float32  # training sees float32
+    assert not dataset._cache  # nothing of the corpus is kept in memory

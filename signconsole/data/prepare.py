@@ -10,7 +10,7 @@ from signconsole.config import Profile
 from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, CorpusError
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
-from signconsole.data.normalize import FeatureStats
+from signconsole.data.normalize import FeatureStats, ignoring
 from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.profile import resolve_path
@@ -130,7 +130,18 @@ def prepare_data(
         if progress:
             progress("computing feature statistics on train", 0, 1)
         stats = train.compute_stats()
+        if data.ignore:
+            try:
+                stats = ignoring(stats, data.ignore)
+            except ValueError as error:
+                raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
         train.stats = stats
+    elif data.ignore:
+        raise CorpusError(
+            f"{profile.source or 'profile'}: data.ignore needs data.normalization = "
+            f'"corpus_stats" (the ignored values are dropped by the statistics); got '
+            f"{data.normalization!r}"
+        )
     dev = dataset("dev", stats)
     test = dataset("test", stats) if with_test else None
     return PreparedData(root, vocabulary, train, dev, test, stats, unit, data.batch_size)
