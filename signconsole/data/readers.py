@@ -96,7 +96,7 @@ def read_mapped_features(path: str | Path) -> np.ndarray | None:
         return None
     if mapped.shape[0] == 0:
         raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
-    features = np.asarray(mapped, dtype=np.float16)
+    features = np.array(mapped, dtype=np.float16)  # a copy, even of a float16 file
     del mapped  # unmapped now: the copy is all this process keeps
     _check_finite(path, Sequence(landmarks=None, mask=None, features=features, fps=None))
     return features
