@@ -223,7 +223,7 @@ def collate_batches(profile, data: PreparedData, count: int) -> tuple[list[Batch
     Also their sample indices."""
     indices = engine_batches(profile, data, count, 1)
     data.train.set_epoch(1)
-    return [collate([data.train[i] for i in batch]) for batch in indices], indices
+    return [collate([data.train.training_item(i) for i in batch]) for batch in indices], indices
 
 
 def data_loading_seconds(data: PreparedData, indices: list[list[int]]) -> float:
@@ -232,7 +232,7 @@ def data_loading_seconds(data: PreparedData, indices: list[list[int]]) -> float:
     normalized, padded."""
     start = time.perf_counter()
     for batch in indices:
-        collate([data.train[i] for i in batch])
+        collate([data.train.training_item(i) for i in batch])
     return (time.perf_counter() - start) / len(indices)
 
 

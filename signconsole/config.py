@@ -33,7 +33,7 @@ class FingerspellConfig:
 
 @dataclass(frozen=True)
 class SynthesisConfig:
-    enabled: bool = False  # fingerspell corpus: train on sequences spelled anew every epoch
+    enabled: bool = False  # train on sequences spelled anew every epoch (data.corpus = "fingerspell" only; a folder corpus trains on its files)
     random_share: float = 0.5  # share of training slots that spell random letter strings
     random_letters: tuple[int, int] = (2, 12)  # letters in a random string, inclusive
     widen: float = 1.5  # variation ranges (speed, trims, rotations, noise) x the stored corpus's

@@ -52,7 +52,7 @@ def test_features_derived_from_float16_landmarks_match_the_dataset(small_data) -
 def test_raw_batches_are_float16_and_several_times_smaller_than_features(small_data) -> None:
     train = small_data.train
     raw = collate_raw([train.raw_item(i) for i in range(4)])
-    batch = collate([train[i] for i in range(4)])
+    batch = collate([train.training_item(i) for i in range(4)])
     assert raw.landmarks.dtype == torch.float16 and raw.mask.dtype == torch.bool
     assert batch.features.nbytes == 8 * raw.landmarks.nbytes
     assert batch.features.nbytes > 6 * (raw.landmarks.nbytes + raw.mask.nbytes)

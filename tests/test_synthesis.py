@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
-from signconsole.data.corpus import CorpusError
 from signconsole.data.lexicon import CORPUS_VARIATION, Variation
 from signconsole.data.prepare import prepare_data
 from signconsole.data.synthesis import Speller
@@ -70,27 +69,26 @@ def test_widened_variation_keeps_its_centres_and_valid_bounds() -> None:
     assert Variation().widened(1.0) == Variation()
 
 
-def test_synthesis_on_a_folder_corpus_is_one_clear_error(small_profile, tmp_path) -> None:
-    profile = small_profile(f"data.corpus={tmp_path}", "data.synthesis.enabled=true")
-    (tmp_path / "annotations" / "manual").mkdir(parents=True)
-    for split in ("train", "dev", "test"):
-        (tmp_path / "annotations" / "manual" / f"{split}.corpus.csv").write_text(
-            "id|folder|signer|annotation\n"
-        )
-    with pytest.raises(CorpusError, match="data.synthesis.enabled needs data.corpus"):
-        prepare_data(profile)
+def test_a_folder_corpus_trains_on_its_stored_files(small_profile, small_data) -> None:
+    """A profile extending the demo with its own corpus has no lexicon to spell from."""
+    profile = small_profile(f"data.corpus={str(small_data.root)!r}")
+    assert profile.data.synthesis.enabled
+    data = prepare_data(profile)
+    assert data.train.synthesis is None
+    assert data.train.training_item(0).id == data.train.entries[0].id
 
 
 def test_prepared_demo_data_spells_new_training_sequences(small_data) -> None:
     train = small_data.train
     assert train.synthesis is not None
     train.set_epoch(0)
-    first = train[0]
+    first = train.training_item(0)
     train.set_epoch(1)
-    second = train[0]
+    second = train.training_item(0)
     assert first.id != second.id and first.features.shape[1] == 6516
     assert not (
         first.features.shape == second.features.shape and (first.features == second.features).all()
     )
     assert all(0 < t < len(small_data.vocabulary) for t in first.targets)
+    assert train[0].id == train.entries[0].id  # checks and the doctor read the stored files
     train.set_epoch(0)

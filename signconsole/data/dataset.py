@@ -154,23 +154,26 @@ class SequenceDataset(Dataset):
         return features, torch.ones_like(features, dtype=torch.bool)
 
     def __getitem__(self, index: int) -> Item:
-        """A training-ready item: normalized float32 features [T, 6516]."""
-        if self.synthesis is not None:
-            item = self.raw_item(index)
-            assert item.landmarks is not None and item.mask is not None
-            features, valid = LAYOUT.features_with_validity(
-                item.landmarks, item.mask, self.coordinates
-            )
-            features = normalize(features, valid, self.normalization, self.stats)
-            return Item(item.id, features, item.targets)
+        """The stored sequence `index` (augmented when set): normalized float32 [T, 6516]."""
         features, valid = self.raw_features(index, augment=True)
         features = normalize(features, valid, self.normalization, self.stats)
         return Item(self.entries[index].id, features, self.targets[index])
 
+    def training_item(self, index: int) -> Item:
+        """What training sees at `index` this epoch: with synthesis a newly spelled sequence,
+        else the stored one. Checks and the doctor read `self[index]`, the stored files."""
+        if self.synthesis is None:
+            return self[index]
+        item = self.raw_item(index)
+        assert item.landmarks is not None and item.mask is not None
+        features, valid = LAYOUT.features_with_validity(item.landmarks, item.mask, self.coordinates)
+        features = normalize(features, valid, self.normalization, self.stats)
+        return Item(item.id, features, item.targets)
+
     def raw_item(self, index: int) -> Item:
-        """The item before features are derived: float16 landmarks [T, 543, 3] and mask
-        (augmented or synthesized like `__getitem__`), or stored precomputed features as they
-        are held (float16, not normalized)."""
+        """`training_item` before features are derived: float16 landmarks [T, 543, 3] and mask
+        (augmented or synthesized), or stored precomputed features as they are held (float16,
+        not normalized)."""
         if self.synthesis is not None:
             glosses, landmarks, mask = self.synthesis.sample(index, self.epoch)
             targets = self.vocabulary.encode(list(glosses))
@@ -186,11 +189,11 @@ class SequenceDataset(Dataset):
             landmarks = landmarks.half()
         return Item(entry_id, None, targets, landmarks, mask)
 
-    def compute_stats(self) -> FeatureStats:
+    def compute_stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
         accumulator = StatsAccumulator(LAYOUT.dim)
         for index in range(len(self)):
             accumulator.add(*self.raw_features(index))
-        return accumulator.stats()
+        return accumulator.stats(ignore)
 
 
 def collate(items: list[Item]) -> Batch:

@@ -208,7 +208,7 @@ def batch_stream(
     if not on_device:
 
         def prepare(indices: list[int]) -> object:
-            batch = collate([dataset[i] for i in indices])
+            batch = collate([dataset.training_item(i) for i in indices])
             return replace(batch, features=batch.features.pin_memory()) if pin else batch
 
         def finish(prepared: object) -> Batch:

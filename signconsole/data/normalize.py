@@ -61,17 +61,24 @@ class StatsAccumulator:
         self.total += values.sum(0)
         self.total_sq += (values * values).sum(0)
 
-    def stats(self) -> FeatureStats:
+    def stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
+        """Statistics; the dimensions of the landmark groups in `ignore` neither count towards
+        their blocks' pooled scales nor reach the model (see `ignoring`)."""
         count = self.count.clamp(min=1)
         mean = self.total / count
         variance = (self.total_sq / count - mean * mean).clamp(min=0)
+        pooled_count = self.count.clone()
+        for group in ignore:
+            for dims in LAYOUT.group_dims(group) if group in LAYOUT.landmark_groups() else ():
+                pooled_count[dims] = 0  # the face's noise would otherwise set the hands' scale
         scale = torch.ones_like(mean)
         for block in LAYOUT.normalization_blocks().values():
-            n = self.count[block].sum()
+            n = pooled_count[block].sum()
             if n > 0:  # pooled variance of the block around each dimension's own mean
-                pooled = (variance[block] * self.count[block]).sum() / n
+                pooled = (variance[block] * pooled_count[block]).sum() / n
                 scale[block] = pooled.sqrt().clamp(min=_EPS)
-        return FeatureStats(mean.float(), scale.float())
+        stats = FeatureStats(mean.float(), scale.float())
+        return ignoring(stats, ignore) if ignore else stats
 
 
 def ignoring(stats: FeatureStats, groups: tuple[str, ...]) -> FeatureStats:

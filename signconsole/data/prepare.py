@@ -10,7 +10,7 @@ from signconsole.config import Profile
 from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, CorpusError
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
-from signconsole.data.normalize import FeatureStats, ignoring
+from signconsole.data.normalize import FeatureStats
 from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.profile import resolve_path
@@ -68,11 +68,6 @@ def corpus_directory(profile: Profile, progress: Progress | None = None) -> tupl
 
 def _speller(profile: Profile, corpus: Corpus, train: SequenceDataset) -> Speller:
     """The training split's speller: the stored train words, the held-out words to avoid."""
-    if profile.data.corpus != "fingerspell":
-        raise CorpusError(
-            f"{profile.source or 'profile'}: data.synthesis.enabled needs data.corpus = "
-            f'"fingerspell" (it spells new sequences from the lexicon); got {profile.data.corpus!r}'
-        )
     config = profile.data.synthesis
     low, high = config.random_letters
     if not (0.0 <= config.random_share <= 1.0 and 1 <= low <= high and config.widen > 0):
@@ -117,7 +112,9 @@ def prepare_data(
         )
 
     train = dataset("train", None)
-    if data.synthesis.enabled:
+    if data.synthesis.enabled and data.corpus == "fingerspell":
+        # A folder corpus (a profile extending the demo with its own data.corpus) has no
+        # lexicon to spell from: it trains on its stored files.
         train.synthesis = _speller(profile, corpus, train)
     if data.augment:
         train.augmentation = Augmentation(
@@ -129,12 +126,10 @@ def prepare_data(
     if data.normalization == "corpus_stats":
         if progress:
             progress("computing feature statistics on train", 0, 1)
-        stats = train.compute_stats()
-        if data.ignore:
-            try:
-                stats = ignoring(stats, data.ignore)
-            except ValueError as error:
-                raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
+        try:
+            stats = train.compute_stats(data.ignore)
+        except ValueError as error:  # an unknown group in data.ignore
+            raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
         train.stats = stats
     elif data.ignore:
         raise CorpusError(
