@@ -26,8 +26,8 @@ def loader_threads() -> list[threading.Thread]:
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_threads_give_the_batches_of_a_plain_loop_in_order(small_data, workers: int) -> None:
-    train = small_data.train
+def test_threads_give_the_batches_of_a_plain_loop_in_order(spelled_data, workers: int) -> None:
+    train = spelled_data.train
     batches = epoch_batches(train, epoch=2)
     plain = list(batch_stream(train, batches, "cpu", epoch=2, workers=0))
     threaded = list(batch_stream(train, batches, "cpu", epoch=2, workers=workers, prefetch=3))
@@ -37,9 +37,9 @@ def test_threads_give_the_batches_of_a_plain_loop_in_order(small_data, workers: 
     assert not loader_threads()  # exhausted: the threads are gone
 
 
-def test_features_derived_from_float16_landmarks_match_the_dataset(small_data) -> None:
+def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:
     """The CUDA path (landmarks shipped, features derived in the batch) run on the CPU."""
-    train = small_data.train
+    train = spelled_data.train
     batches = epoch_batches(train)[:3]
     reference = list(batch_stream(train, batches, "cpu", workers=0))
     on_device = list(batch_stream(train, batches, "cpu", workers=1, features_on_device=True))
@@ -49,8 +49,8 @@ def test_features_derived_from_float16_landmarks_match_the_dataset(small_data) -
         torch.testing.assert_close(a.features, b.features, rtol=1e-4, atol=1e-4)
 
 
-def test_raw_batches_are_float16_and_several_times_smaller_than_features(small_data) -> None:
-    train = small_data.train
+def test_raw_batches_are_float16_and_several_times_smaller_than_features(spelled_data) -> None:
+    train = spelled_data.train
     raw = collate_raw([train.raw_item(i) for i in range(4)])
     batch = collate([train.training_item(i) for i in range(4)])
     assert raw.landmarks.dtype == torch.float16 and raw.mask.dtype == torch.bool
@@ -58,8 +58,8 @@ def test_raw_batches_are_float16_and_several_times_smaller_than_features(small_d
     assert batch.features.nbytes > 6 * (raw.landmarks.nbytes + raw.mask.nbytes)
 
 
-def test_per_sample_normalization_of_a_padded_batch_ignores_the_padding(small_data) -> None:
-    train = small_data.train
+def test_per_sample_normalization_of_a_padded_batch_ignores_the_padding(spelled_data) -> None:
+    train = spelled_data.train
     items = [train.raw_item(i) for i in range(3)]
     batch = Featurizer(train.coordinates, "per_sample", None)(collate_raw(items))
     alone = Featurizer(train.coordinates, "per_sample", None)(collate_raw(items[:1]))
@@ -69,9 +69,9 @@ def test_per_sample_normalization_of_a_padded_batch_ignores_the_padding(small_da
 
 
 def test_a_failing_batch_raises_in_the_consumer_and_stopping_early_ends_the_threads(
-    small_data,
+    spelled_data,
 ) -> None:
-    train = small_data.train
+    train = spelled_data.train
     batches = epoch_batches(train)
     broken = [*batches[:1], [len(train) + 5], *batches[1:]]
     stream = batch_stream(train, broken, "cpu", workers=2)

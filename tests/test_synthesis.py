@@ -69,17 +69,19 @@ def test_widened_variation_keeps_its_centres_and_valid_bounds() -> None:
     assert Variation().widened(1.0) == Variation()
 
 
-def test_a_folder_corpus_trains_on_its_stored_files(small_profile, small_data) -> None:
+def test_a_folder_corpus_trains_on_its_stored_files(small_profile, spelled_data) -> None:
     """A profile extending the demo with its own corpus has no lexicon to spell from."""
-    profile = small_profile(f"data.corpus={str(small_data.root)!r}")
+    profile = small_profile(
+        f"data.corpus={str(spelled_data.root)!r}", "data.synthesis.enabled=true"
+    )
     assert profile.data.synthesis.enabled
     data = prepare_data(profile)
     assert data.train.synthesis is None
     assert data.train.training_item(0).id == data.train.entries[0].id
 
 
-def test_prepared_demo_data_spells_new_training_sequences(small_data) -> None:
-    train = small_data.train
+def test_prepared_demo_data_spells_new_training_sequences(spelled_data) -> None:
+    train = spelled_data.train
     assert train.synthesis is not None
     train.set_epoch(0)
     first = train.training_item(0)
@@ -89,6 +91,6 @@ def test_prepared_demo_data_spells_new_training_sequences(small_data) -> None:
     assert not (
         first.features.shape == second.features.shape and (first.features == second.features).all()
     )
-    assert all(0 < t < len(small_data.vocabulary) for t in first.targets)
+    assert all(0 < t < len(spelled_data.vocabulary) for t in first.targets)
     assert train[0].id == train.entries[0].id  # checks and the doctor read the stored files
     train.set_epoch(0)
