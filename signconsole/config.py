@@ -51,7 +51,7 @@ class DataConfig:
     num_workers: int = 1  # threads preparing training batches ahead; 0 = in the training thread
     ignore: tuple[
         str, ...
-    ] = ()  # landmark groups normalized to 0 for the model (face, pose, left_hand, right_hand); corpus_stats only
+    ] = ()  # landmark groups normalized to 0 for the model (face, pose, left_hand, right_hand); with corpus_stats only, otherwise no effect
     wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
     augment: bool = False  # train split: new rotation/scale/shift/speed/noise every epoch
     augment_rotation: float = 8.0  # degrees, +-

@@ -131,12 +131,7 @@ def prepare_data(
         except ValueError as error:  # an unknown group in data.ignore
             raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
         train.stats = stats
-    elif data.ignore:
-        raise CorpusError(
-            f"{profile.source or 'profile'}: data.ignore needs data.normalization = "
-            f'"corpus_stats" (the ignored values are dropped by the statistics); got '
-            f"{data.normalization!r}"
-        )
+    # data.ignore lives in the statistics: without corpus_stats there are none to hold it.
     dev = dataset("dev", stats)
     test = dataset("test", stats) if with_test else None
     return PreparedData(root, vocabulary, train, dev, test, stats, unit, data.batch_size)
