@@ -24,25 +24,38 @@ WerNormalization = Literal["none", "phoenix"]
 class FingerspellConfig:
     lang: str = "ase"  # sign language code of the lexicon (ase, gsg, bzs, ...)
     seed: int = 0  # the corpus is a pure function of (lang, seed, counts)
-    train: int = 600  # training sequences (spelled words with augmentation)
+    train: int = 600  # training sequences (with data.synthesis: slots spelled anew each epoch)
     dev: int = 80  # dev sequences, words disjoint from train
     test: int = 80  # test sequences, words disjoint from train and dev
 
 
 @dataclass(frozen=True)
+class SynthesisConfig:
+    enabled: bool = False  # train on sequences spelled anew every epoch (data.corpus = "fingerspell" only; a folder corpus trains on its files)
+    random_share: float = 0.5  # share of training slots that spell random letter strings
+    random_letters: tuple[int, int] = (2, 12)  # letters in a random string, inclusive
+    widen: float = 1.5  # variation ranges (speed, trims, rotations, noise) x the stored corpus's
+
+
+@dataclass(frozen=True)
 class DataConfig:
     corpus: str = "fingerspell"  # Phoenix-layout directory, or "fingerspell" (built-in corpus)
+    features: str = ""  # folder of the feature files ({split}/{id}.npz, .npy or .pose) apart from the annotations; "" = CORPUS/features
     normalization: Normalization = "corpus_stats"  # applied once, in the data pipeline
     coordinates: Coordinates = "raw"  # units of the spatial block: raw or shoulder-centred
     batch_size: int = 16  # sequences per batch
     max_frames: int = 0  # longer sequences are skipped and reported; 0 = no limit
     bucket_width: int = 8  # frames per length bucket for batching
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int = 1  # threads preparing training batches ahead; 0 = in the training thread
+    ignore: tuple[
+        str, ...
+    ] = ()  # landmark groups normalized to 0 for the model (face, pose, left_hand, right_hand); with corpus_stats only, otherwise no effect
     wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
     augment: bool = False  # train split: new rotation/scale/shift/speed/noise every epoch
     augment_rotation: float = 8.0  # degrees, +-
     augment_noise: float = 0.01  # landmark noise std in shoulder widths
     fingerspell: FingerspellConfig = field(default_factory=FingerspellConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
 
 @dataclass(frozen=True)

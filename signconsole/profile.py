@@ -533,6 +533,7 @@ def with_absolute_paths(profile: Profile) -> Profile:
     data = profile.data
     if data.corpus != "fingerspell":
         data = dataclasses.replace(data, corpus=absolute(data.corpus))
+    data = dataclasses.replace(data, features=absolute(data.features))
     pretrained = dataclasses.replace(
         profile.model.pretrained, path=absolute(profile.model.pretrained.path)
     )

@@ -31,6 +31,10 @@ SMALL = (
     "data.fingerspell.train=24",
     "data.fingerspell.dev=8",
     "data.fingerspell.test=8",
+    # The stored 24 sequences, not new ones every epoch: engine tests need a corpus this small
+    # model learns in ~150 steps and batches they can poison by id. tests/test_synthesis.py and
+    # tests/test_loader.py train on spelled sequences (`spelled_data`).
+    "data.synthesis.enabled=false",
     "model.architecture=bilstm",
     "model.hidden=64",
     "model.fusion_dim=16",
@@ -83,6 +87,12 @@ def small_args() -> list[str]:
 def small_data() -> PreparedData:
     """Prepared once per session; shared by every profile that keeps SMALL's data keys."""
     return prepare_data(load_profile(PROFILE, list(SMALL)))
+
+
+@pytest.fixture(scope="session")
+def spelled_data() -> PreparedData:
+    """SMALL's data with the demo's synthesis on: training sequences spelled anew each epoch."""
+    return prepare_data(load_profile(PROFILE, [*SMALL, "data.synthesis.enabled=true"]))
 
 
 @pytest.fixture

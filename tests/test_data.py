@@ -254,3 +254,23 @@ def test_augmentation_moves_points_but_keeps_missing_ones_missing() -> None:
     )
     assert stretched.shape[1:] == (543, 3) and stretched_mask.shape[0] == stretched.shape[0]
     assert stretched.shape[0] != landmarks.shape[0]
+
+
+def test_ignored_landmark_groups_normalize_to_zero_in_every_block() -> None:
+    from signconsole.data.normalize import ignoring
+
+    sequence = read_sequence(lexicon_clip("W"))
+    features, valid = LAYOUT.features_with_validity(
+        torch.from_numpy(sequence.landmarks), torch.from_numpy(sequence.mask), "shoulder"
+    )
+    stats = ignoring(compute_stats(features, valid), ("face",))
+    normalized = normalize(features, valid, "corpus_stats", stats)
+    assert torch.isfinite(normalized).all()
+    face = torch.zeros(FEATURE_DIM, dtype=torch.bool)
+    for dims in LAYOUT.group_dims("face"):
+        face[dims] = True
+    assert face.sum() == 4 * 468 * 3
+    assert not normalized[:, face].any()
+    assert normalized[:, LAYOUT.right_hand].abs().sum() > 0  # the signing hand is still there
+    with pytest.raises(ValueError, match="left_hand"):
+        ignoring(stats, ("hands",))

@@ -38,6 +38,7 @@ def test_eval_matches_the_engines_evaluation(small_profile, train, other_corpus,
         engine.vocabulary,
         engine.profile.data.normalization,
         engine.data.stats,
+        engine.profile.data.coordinates,  # the demo profile's are shoulder-relative
         unknown_glosses="drop",
     )
     result = engine.evaluator.evaluate_split(dataset)

@@ -13,8 +13,6 @@ from signconsole.data.fingerspell import (
     FORMAT_VERSION,
     METADATA,
     WORDLIST_DIR,
-    _bank,
-    _render,
     available_languages,
     build_corpus,
     corpus_cache_dir,
@@ -24,6 +22,7 @@ from signconsole.data.fingerspell import (
     spell,
 )
 from signconsole.data.layout import FeatureLayout
+from signconsole.data.lexicon import clip_bank, render
 from signconsole.data.readers import read_sequence
 
 SPLITS = ("train", "dev", "test")
@@ -97,7 +96,7 @@ def test_spell_is_greedy_longest_match_and_case_insensitive():
 
 
 def test_broken_gss_clips_are_cut_and_short_clips_stretched():
-    bank = _bank("gss")
+    bank = clip_bank("gss")
     # Ο has 258 frames and Φ 105: after the letter the hand flies tens of shoulder widths away.
     assert bank.clips["Ο"].frames <= 12
     assert bank.clips["Φ"].frames <= 12
@@ -106,7 +105,7 @@ def test_broken_gss_clips_are_cut_and_short_clips_stretched():
     assert clip.frames * clip.seconds_per_frame > 0.6
     rng = np.random.default_rng(0)
     for _ in range(10):
-        landmarks, mask = _render(("Ο", "Φ", "Α"), bank, rng)
+        landmarks, mask = render(("Ο", "Φ", "Α"), bank, rng)
         hands = slice(FeatureLayout.left_hand_landmarks.start, FeatureLayout.n_landmarks)
         centre = landmarks[:, [11, 12], :2].mean(axis=1)
         distance = np.linalg.norm(landmarks[:, hands, :2] - centre[:, None], axis=-1)

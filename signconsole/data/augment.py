@@ -17,6 +17,13 @@ import torch
 from signconsole.data.layout import LEFT_SHOULDER, RIGHT_SHOULDER
 
 
+def augmentation_generator(epoch: int, index: int) -> torch.Generator:
+    """The draws of item `index` in `epoch`: a pure function of the two, so loader threads, reruns
+    and resumes see the same augmentation whatever order batches are prepared in (and the
+    training thread's own RNG, which drives dropout, is never touched)."""
+    return torch.Generator().manual_seed(epoch * 1_000_003 + index)
+
+
 @dataclass(frozen=True)
 class Augmentation:
     rotation_degrees: float = 8.0

@@ -7,7 +7,9 @@
 The feature file of a sample is found, in order: the `folder` column when it names a file with a
 feature suffix (relative to ROOT), then features/{split}/{id}.*, then features/{id}.*. Phoenix's
 own `folder` column points at PNG frames; `signconsole extract` turns those into feature files
-named by id.
+named by id. With `data.features = DIR` the feature files are looked up in DIR instead of
+ROOT/features (DIR/{split}/{id}.*, then DIR/{id}.*), so one annotation folder can serve several
+feature sets.
 """
 
 from __future__ import annotations
@@ -95,24 +97,35 @@ def _read_frames(path: Path) -> dict[str, int]:
 class Corpus:
     root: Path
     splits: dict[str, list[Entry]]
+    features: Path | None = None  # `data.features`: feature files apart from the annotations
 
     @classmethod
-    def open(cls, root: str | Path, splits: tuple[str, ...] = SPLITS) -> Corpus:
+    def open(
+        cls, root: str | Path, splits: tuple[str, ...] = SPLITS, features: str | Path | None = None
+    ) -> Corpus:
         root = Path(root)
         if not root.is_dir():
             raise CorpusError(
                 f"{root}: corpus directory not found; set data.corpus in the profile "
                 'to a Phoenix-layout folder or to "fingerspell"'
             )
+        if features is not None and not Path(features).is_dir():
+            raise CorpusError(
+                f"{features}: features folder not found; set data.features in the profile to "
+                'the folder holding {split}/{id}.npz|.npy|.pose (or "" for ROOT/features)'
+            )
         return cls(
-            root, {split: read_annotations(annotation_path(root, split)) for split in splits}
+            root,
+            {split: read_annotations(annotation_path(root, split)) for split in splits},
+            Path(features) if features is not None else None,
         )
 
     def feature_path(self, split: str, entry: Entry) -> Path:
+        base = self.features or self.root / "features"
         candidates = []
         if Path(entry.folder).suffix.lower() in FEATURE_SUFFIXES:
-            candidates.append(self.root / entry.folder)
-        for folder in (self.root / "features" / split, self.root / "features"):
+            candidates.append((self.features or self.root) / entry.folder)
+        for folder in (base / split, base):
             candidates.extend(folder / f"{entry.id}{suffix}" for suffix in FEATURE_SUFFIXES)
         for candidate in candidates:
             if candidate.exists():

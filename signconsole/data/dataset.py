@@ -3,6 +3,10 @@
 `SequenceDataset` reads each feature file once (kept in memory as float16 landmarks, ~2 KB a
 frame) and derives the 6516-vector on the fly; `collate` pads a batch and returns lengths. The
 length-bucketed sampler keeps padding low: batches are drawn from sequences of similar length.
+A training split may instead spell new sequences every epoch (`synthesis.Speller`); then the
+stored files still serve statistics, checks and the doctor, and the speller serves batches.
+`raw_item` + `collate_raw` give the landmarks themselves (float16, 8x smaller than the 6516
+floats), for a loader that derives the features on the GPU (`loader.py`).
 """
 
 from __future__ import annotations
@@ -15,19 +19,22 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from signconsole.data.augment import Augmentation
+from signconsole.data.augment import Augmentation, augmentation_generator
 from signconsole.data.corpus import Corpus, Entry
 from signconsole.data.layout import LAYOUT
 from signconsole.data.normalize import FeatureStats, StatsAccumulator, normalize
-from signconsole.data.readers import read_sequence
+from signconsole.data.readers import read_mapped_features, read_sequence
+from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 
 
 @dataclass
 class Item:
     id: str
-    features: torch.Tensor  # [T, F] float32, normalized
+    features: torch.Tensor | None  # [T, F] float32, normalized (raw items: stored, float16)
     targets: list[int]
+    landmarks: torch.Tensor | None = None  # raw items: [T, 543, 3] float16
+    mask: torch.Tensor | None = None  # raw items: [T, 543] bool
 
 
 @dataclass
@@ -76,6 +83,8 @@ class SequenceDataset(Dataset):
         self.paths = [corpus.feature_path(split, entry) for entry in entries]
         self.entries = entries
         self.augmentation = augmentation  # training split only; applied on every load
+        self.synthesis: Speller | None = None  # training split only: new sequences every epoch
+        self.epoch = 0  # seeds augmentation and synthesis, so every epoch sees new data
         self.unknown: Counter[str] = Counter()
         if unknown_glosses == "drop":
             for entry in entries:
@@ -101,16 +110,21 @@ class SequenceDataset(Dataset):
         return len(self.entries)
 
     def _raw(self, index: int) -> tuple:
+        """(landmarks float16, mask), cached: ~2 KB a frame, 3 GB for Phoenix's train split; or
+        (precomputed features float16,), never cached: read through a memory map each time."""
         cached = self._cache.get(index)
         if cached is None:
+            mapped = read_mapped_features(self.paths[index])
+            if mapped is not None:
+                return (torch.from_numpy(mapped),)
             sequence = read_sequence(self.paths[index])
             if sequence.landmarks is not None:
                 cached = (
                     torch.from_numpy(sequence.landmarks.astype("float16")),
                     torch.from_numpy(sequence.mask),
                 )
-            else:
-                cached = (torch.from_numpy(sequence.features),)
+            else:  # precomputed features in another container: held as float16
+                cached = (torch.from_numpy(sequence.features.astype("float16")),)
             self._cache[index] = cached
         return cached
 
@@ -119,7 +133,13 @@ class SequenceDataset(Dataset):
         return entry.frames if entry.frames is not None else int(self._raw(index)[0].shape[0])
 
     def lengths(self) -> list[int]:
+        """Frames per item; with synthesis, the expected frames of each training slot."""
+        if self.synthesis is not None:
+            return self.synthesis.lengths()
         return [self.length(i) for i in range(len(self))]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def raw_features(self, index: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Features before normalization and their validity (augmented when asked and set)."""
@@ -127,21 +147,53 @@ class SequenceDataset(Dataset):
         if len(raw) == 2:
             landmarks, mask = raw
             if augment and self.augmentation is not None:
-                landmarks, mask = self.augmentation(landmarks, mask)
+                generator = augmentation_generator(self.epoch, index)
+                landmarks, mask = self.augmentation(landmarks, mask, generator)
             return LAYOUT.features_with_validity(landmarks, mask, self.coordinates)
-        features = raw[0]
+        features = raw[0].float()
         return features, torch.ones_like(features, dtype=torch.bool)
 
     def __getitem__(self, index: int) -> Item:
+        """The stored sequence `index` (augmented when set): normalized float32 [T, 6516]."""
         features, valid = self.raw_features(index, augment=True)
         features = normalize(features, valid, self.normalization, self.stats)
         return Item(self.entries[index].id, features, self.targets[index])
 
-    def compute_stats(self) -> FeatureStats:
+    def training_item(self, index: int) -> Item:
+        """What training sees at `index` this epoch: with synthesis a newly spelled sequence,
+        else the stored one. Checks and the doctor read `self[index]`, the stored files."""
+        if self.synthesis is None:
+            return self[index]
+        item = self.raw_item(index)
+        assert item.landmarks is not None and item.mask is not None
+        features, valid = LAYOUT.features_with_validity(item.landmarks, item.mask, self.coordinates)
+        features = normalize(features, valid, self.normalization, self.stats)
+        return Item(item.id, features, item.targets)
+
+    def raw_item(self, index: int) -> Item:
+        """`training_item` before features are derived: float16 landmarks [T, 543, 3] and mask
+        (augmented or synthesized), or stored precomputed features as they are held (float16,
+        not normalized)."""
+        if self.synthesis is not None:
+            glosses, landmarks, mask = self.synthesis.sample(index, self.epoch)
+            targets = self.vocabulary.encode(list(glosses))
+            return Item(f"synth-e{self.epoch}-{index:06d}", None, targets, landmarks, mask)
+        raw = self._raw(index)
+        entry_id, targets = self.entries[index].id, self.targets[index]
+        if len(raw) == 1:
+            return Item(entry_id, raw[0], targets)
+        landmarks, mask = raw
+        if self.augmentation is not None:
+            generator = augmentation_generator(self.epoch, index)
+            landmarks, mask = self.augmentation(landmarks, mask, generator)
+            landmarks = landmarks.half()
+        return Item(entry_id, None, targets, landmarks, mask)
+
+    def compute_stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
         accumulator = StatsAccumulator(LAYOUT.dim)
         for index in range(len(self)):
             accumulator.add(*self.raw_features(index))
-        return accumulator.stats()
+        return accumulator.stats(ignore)
 
 
 def collate(items: list[Item]) -> Batch:

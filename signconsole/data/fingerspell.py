@@ -1,11 +1,8 @@
 """The built-in demo corpus: continuous fingerspelling spelled from real MediaPipe poses.
 
-`spoken-to-signed` ships one pose clip per letter for about twenty sign languages. Each clip runs
-rest -> raise -> hold -> lower. A sample here is a word spelled by chaining its letters' clips:
-the raise and lower phases between letters are mostly cut so the letters flow, short eased
-transitions join them, and every letter and every sample gets its own augmentation (speed,
-trimming, hand rotation, an affine jitter of the whole body, landmark noise). With a single clip
-per letter, augmentation is all the variety the corpus has.
+A sample is a word spelled by chaining its letters' clips from the `spoken-to-signed` lexicon
+(`lexicon.py` renders it, each with its own variation). Dev and test words are held out from
+train. Training may also draw new sequences every epoch instead (`synthesis.py`).
 
 The output is a Phoenix-2014 layout directory, so the one corpus loader serves both:
 
@@ -20,8 +17,6 @@ annotations and identical landmark arrays.
 
 from __future__ import annotations
 
-import csv
-import functools
 import hashlib
 import json
 import os
@@ -29,24 +24,30 @@ import re
 import secrets
 import shutil
 import tempfile
-import unicodedata
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from signconsole.config import FingerspellConfig
-from signconsole.data.layout import LEFT_SHOULDER, RIGHT_SHOULDER, FeatureLayout
-from signconsole.data.readers import read_sequence, write_landmarks
+from signconsole.data.lexicon import (  # noqa: F401 (re-exported: the corpus API in one place)
+    OUTPUT_FPS,
+    _entries,
+    available_languages,
+    clip_bank,
+    lexicon_dir,
+    load_alphabet,
+    render,
+    spell,
+)
+from signconsole.data.readers import write_landmarks
 
-FORMAT_VERSION = 1  # bump when the output changes for the same config: old caches rebuild
+FORMAT_VERSION = 2  # bump when the output changes for the same config: old caches rebuild
 SPLITS = ("train", "dev", "test")
-OUTPUT_FPS = 25.0
 SIGNER = "lexicon"
 METADATA = "fingerspell.json"
 WORDLIST_DIR = Path(__file__).parent / "wordlists"
@@ -54,39 +55,6 @@ WORDLIST_DIR = Path(__file__).parent / "wordlists"
 MIN_SPELLABLE_WORDS = 60  # fewer real words than this: spell pseudo-words instead
 PSEUDO_WORDS = 400  # pseudo-word types generated for a language without a usable word list
 PSEUDO_LENGTH = (3, 7)  # glosses per pseudo-word, inclusive
-
-# Clip clean-up. Two gss clips continue after the letter with the hand tens of shoulder widths
-# away (tracking garbage); the genuine letter is the part before that.
-MAX_HAND_DISTANCE = 3.0  # shoulder widths from the shoulder centre; real clips stay below ~2.6
-# gss clips are ~8 frames for a whole rest-raise-hold-lower (temporally subsampled); a language
-# whose median letter is shorter than this is stretched to NOMINAL_LETTER_SECONDS.
-MIN_LETTER_SECONDS = 0.6
-NOMINAL_LETTER_SECONDS = 1.0
-HOLD_THRESHOLD = 0.25  # hold = hand within this fraction of the rest->hold height of the hold
-
-# Augmentation ranges (uniform). Pixel values are on the lexicon's canvas, where the shoulders are
-# ~200 px apart.
-TEMPO = (0.8, 1.25)  # per sample: >1 is slower (more frames)
-HOLD_SPEED = (0.3, 0.8)  # per letter: fraction of the citation-form hold kept (time-stretched)
-MOTION_SPEED = (0.7, 1.3)  # per letter: time-stretch of the kept raise/lower motion
-EDGE_KEEP = (0.4, 1.0)  # fraction of the raise (first letter) / lower (last letter) kept
-INNER_KEEP = (0.0, 0.35)  # same between letters, where the hand stays up
-TRANSITION_FRAMES = (2, 5)  # eased interpolation between consecutive letters, inclusive
-HAND_ROTATION = np.deg2rad(8.0)  # per letter, each hand about its wrist
-HAND_SCALE = (0.94, 1.06)  # per letter, each hand about its wrist
-DOUBLE_SLIDE = (12.0, 30.0)  # px: a repeated letter slides sideways, as signers do
-BODY_ROTATION = np.deg2rad(7.0)  # per sample, about the shoulder centre
-BODY_SCALE = (0.9, 1.1)
-BODY_ASPECT = (0.96, 1.04)
-BODY_SHIFT = 20.0  # px
-NOISE_SIGMA = (0.4, 1.2)  # px, per-frame gaussian on x and y
-
-# Per hand: its landmark range and the pose points (wrist first, then pinky, index, thumb) that
-# move with it, so the body's hand points agree with the jittered hand.
-_HANDS = (
-    (FeatureLayout.left_hand_landmarks, (15, 17, 19, 21)),
-    (FeatureLayout.right_hand_landmarks, (16, 18, 20, 22)),
-)
 
 Progress = Callable[[int, int], None]
 
@@ -99,183 +67,6 @@ class CorpusSummary:
     frames: dict[str, int]  # split -> total frames
     letters: list[str]  # sorted gloss inventory used
     words: dict[str, int]  # split -> distinct words
-
-
-# --- the lexicon -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Entry:
-    path: Path
-    spoken_language: str
-    signed_language: str
-    gloss: str
-
-
-def lexicon_dir() -> Path:
-    """The fingerspelling lexicon folder inside the installed spoken-to-signed package."""
-    folder = Path(str(resources.files("spoken_to_signed") / "assets" / "fingerspelling_lexicon"))
-    if not (folder / "index.csv").exists():
-        raise FileNotFoundError(
-            f"{folder}: fingerspelling lexicon not found; reinstall spoken-to-signed "
-            "(pip install 'spoken-to-signed>=0.4')"
-        )
-    return folder
-
-
-@functools.cache
-def _index() -> tuple[_Entry, ...]:
-    folder = lexicon_dir()
-    with (folder / "index.csv").open(encoding="utf-8", newline="") as handle:
-        return tuple(
-            _Entry(
-                path=folder / row["path"],
-                spoken_language=row["spoken_language"],
-                signed_language=row["signed_language"],
-                gloss=unicodedata.normalize("NFC", row["glosses"].strip()),
-            )
-            for row in csv.DictReader(handle)
-        )
-
-
-def available_languages() -> list[str]:
-    return sorted({entry.signed_language for entry in _index()})
-
-
-def _entries(lang: str) -> list[_Entry]:
-    entries = [entry for entry in _index() if entry.signed_language == lang]
-    if not entries:
-        raise ValueError(
-            f"unknown fingerspelling language {lang!r}; available: "
-            f"{', '.join(available_languages())}"
-        )
-    return entries
-
-
-def load_alphabet(lang: str) -> dict[str, Path]:
-    """Gloss (letter, or a multi-letter sign like "SCH") -> clip path, in lexicon order."""
-    alphabet: dict[str, Path] = {}
-    for entry in _entries(lang):
-        alphabet.setdefault(entry.gloss, entry.path)  # first row wins should one repeat
-    return alphabet
-
-
-def spell(word: str, glosses: Iterable[str]) -> tuple[str, ...] | None:
-    """Greedy longest-match tokenization of `word` into lexicon glosses, case-insensitive.
-
-    None when some part of the word has no gloss. `str.lower`, not `casefold`, so that "ß" stays
-    one letter instead of matching "ss".
-    """
-    by_key = {unicodedata.normalize("NFC", g).lower(): g for g in glosses}
-    longest = max((len(key) for key in by_key), default=0)
-    text = unicodedata.normalize("NFC", word.strip()).lower()
-    tokens: list[str] = []
-    position = 0
-    while position < len(text):
-        for size in range(min(longest, len(text) - position), 0, -1):
-            gloss = by_key.get(text[position : position + size])
-            if gloss is not None:
-                tokens.append(gloss)
-                position += size
-                break
-        else:
-            return None
-    return tuple(tokens) or None
-
-
-# --- clips -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Clip:
-    offset: int  # first frame in the bank
-    frames: int
-    hand: int  # the signing hand: 0 left (ise), 1 right (most languages)
-    raise_end: int  # first frame of the hold
-    lower_start: int  # last frame of the hold
-    seconds_per_frame: float  # after the language's stretch
-
-
-@dataclass(frozen=True)
-class _Bank:
-    """Every clip of a language in one array, so a sample is a single vectorized gather."""
-
-    landmarks: np.ndarray  # [N, 543, 3] float32
-    mask: np.ndarray  # [N, 543] bool
-    clips: dict[str, _Clip]
-
-
-def _shoulder_frame(landmarks: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
-    """Median shoulder centre and width of a clip (the canvas centre if shoulders are missing)."""
-    both = mask[:, LEFT_SHOULDER] & mask[:, RIGHT_SHOULDER]
-    if not both.any():
-        return np.array([250.0, 250.0], dtype=np.float32), 200.0
-    left, right = landmarks[both, LEFT_SHOULDER, :2], landmarks[both, RIGHT_SHOULDER, :2]
-    width = float(np.median(np.linalg.norm(left - right, axis=-1)))
-    return np.median((left + right) / 2, axis=0), max(width, 1e-3)
-
-
-def _clean_length(landmarks: np.ndarray, mask: np.ndarray) -> int:
-    """Frames to keep: up to the first frame whose hands fly off the body (tracking garbage)."""
-    centre, width = _shoulder_frame(landmarks, mask)
-    hands = slice(FeatureLayout.left_hand_landmarks.start, FeatureLayout.right_hand_landmarks.stop)
-    distance = np.linalg.norm(landmarks[:, hands, :2] - centre, axis=-1) / width
-    far = (np.where(mask[:, hands], distance, 0.0) > MAX_HAND_DISTANCE).any(axis=1)
-    bad = np.flatnonzero(far[1:])
-    return int(bad[0]) + 1 if bad.size else len(landmarks)
-
-
-def _signing_hand(mask: np.ndarray) -> int:
-    """The hand seen most in the clip: ise signs with the left, the others with the right."""
-    return int(np.argmax([mask[:, hand].sum() for hand, _ in _HANDS]))
-
-
-def _phases(landmarks: np.ndarray, mask: np.ndarray, side: int) -> tuple[int, int]:
-    """(first, last) frame of the hold: where the signing hand is up near its hold height."""
-    frames = len(landmarks)
-    hand = _HANDS[side][0]
-    present = mask[:, hand].any(axis=1)
-    if present.sum() < 2:
-        return 0, frames - 1
-    counts = np.maximum(mask[:, hand].sum(axis=1), 1)
-    height = np.where(mask[:, hand], landmarks[:, hand, 1], 0.0).sum(axis=1) / counts
-    middle = np.zeros(frames, dtype=bool)
-    middle[frames // 3 : max(frames // 3 + 1, 2 * frames // 3)] = True
-    reference = present & middle if (present & middle).any() else present
-    hold = float(np.median(height[reference]))
-    rest = float(height[present].max())  # image y grows downwards: rest is the largest y
-    up = present & (height <= hold + HOLD_THRESHOLD * (rest - hold))
-    if not up.any():
-        return 0, frames - 1
-    return int(np.flatnonzero(up)[0]), int(np.flatnonzero(up)[-1])
-
-
-@functools.cache
-def _bank(lang: str) -> _Bank:
-    raw: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-    for gloss, path in load_alphabet(lang).items():
-        sequence = read_sequence(path)
-        assert sequence.landmarks is not None and sequence.mask is not None
-        landmarks = sequence.landmarks.astype(np.float32)
-        mask = sequence.mask.astype(bool)
-        keep = _clean_length(landmarks, mask)
-        raw[gloss] = (landmarks[:keep], mask[:keep], float(sequence.fps or OUTPUT_FPS))
-
-    median_seconds = float(np.median([len(lm) / fps for lm, _, fps in raw.values()]))
-    stretch = (
-        NOMINAL_LETTER_SECONDS / median_seconds if median_seconds < MIN_LETTER_SECONDS else 1.0
-    )
-    clips: dict[str, _Clip] = {}
-    offset = 0
-    for gloss, (landmarks, mask, fps) in raw.items():
-        side = _signing_hand(mask)
-        first, last = _phases(landmarks, mask, side)
-        clips[gloss] = _Clip(offset, len(landmarks), side, first, last, stretch / fps)
-        offset += len(landmarks)
-    landmarks = np.concatenate([lm for lm, _, _ in raw.values()])
-    mask = np.concatenate([m for _, m, _ in raw.values()])
-    landmarks.flags.writeable = mask.flags.writeable = False  # cached and shared by every sample
-    return _Bank(landmarks=landmarks, mask=mask, clips=clips)
 
 
 # --- words -----------------------------------------------------------------------------------
@@ -394,168 +185,6 @@ def _plan(
     return plan[:count]
 
 
-# --- rendering -------------------------------------------------------------------------------
-
-
-def _letter_positions(
-    clip: _Clip, keep_raise: float, keep_lower: float, hold_speed: float, motion_speed: float
-) -> np.ndarray:
-    """Fractional clip-frame positions for one letter at the output frame rate.
-
-    The kept part of the raise, the hold and the kept part of the lower phase are each
-    time-stretched on their own, so holds can shrink while the motion keeps its pace.
-    """
-    first, last, end_frame = clip.raise_end, clip.lower_start, clip.frames - 1
-    start = first - round(keep_raise * first)
-    end = last + round(keep_lower * (end_frame - last))
-    knots = np.array([start, first, last, end], dtype=np.float64)
-    outputs = []
-    for length, speed, minimum in (
-        (first - start, motion_speed, 0),
-        (last - first, hold_speed, 2),  # even a one-frame hold is seen for a couple of frames
-        (end - last, motion_speed, 0),
-    ):
-        frames = round(length * clip.seconds_per_frame * OUTPUT_FPS * speed)
-        outputs.append(max(frames, minimum, 1 if length else 0))
-    times = np.concatenate([[0], np.cumsum(outputs)])
-    return np.interp(np.arange(times[-1] + 1), times, knots)
-
-
-@dataclass
-class _Timeline:
-    """Per output frame: the two bank frames it blends, their weight, and the hands' jitter."""
-
-    first: list[np.ndarray]  # [n] bank frame
-    second: list[np.ndarray]  # [n] bank frame
-    weight: list[np.ndarray]  # [n] of `second`
-    hands: list[np.ndarray]  # [n, 2 hands, 4]: angle, scale, shift x, shift y
-
-    def add(
-        self, first: np.ndarray, second: np.ndarray, weight: np.ndarray, hands: np.ndarray
-    ) -> None:
-        self.first.append(first)
-        self.second.append(second)
-        self.weight.append(weight)
-        self.hands.append(hands)
-
-
-def _hand_state(rng: np.random.Generator, clip: _Clip, repeated: np.ndarray | None) -> np.ndarray:
-    """[2 hands, 4] jitter of one letter; `repeated` is the previous state for a double letter."""
-    state = np.zeros((2, 4))
-    state[:, 0] = rng.uniform(-HAND_ROTATION, HAND_ROTATION, size=2)
-    state[:, 1] = rng.uniform(*HAND_SCALE, size=2)
-    if repeated is not None:
-        # Two identical clips in a row would be one long hold; signers mark the repeat with a
-        # small slide of the signing hand, which also shows a recognizer the letter boundary.
-        state[:, 2:] = repeated[:, 2:]
-        slide = rng.uniform(*DOUBLE_SLIDE) * rng.choice([-1.0, 1.0])
-        state[clip.hand, 2] += slide
-    return state
-
-
-def _timeline(glosses: tuple[str, ...], bank: _Bank, rng: np.random.Generator) -> _Timeline:
-    timeline = _Timeline([], [], [], [])
-    tempo = rng.uniform(*TEMPO)
-    previous: tuple[int, np.ndarray] | None = None  # last bank frame and hand state
-    for index, gloss in enumerate(glosses):
-        clip = bank.clips[gloss]
-        keep_raise = rng.uniform(*(EDGE_KEEP if index == 0 else INNER_KEEP))
-        keep_lower = rng.uniform(*(EDGE_KEEP if index == len(glosses) - 1 else INNER_KEEP))
-        hold_speed = tempo * rng.uniform(*HOLD_SPEED)
-        motion_speed = tempo * rng.uniform(*MOTION_SPEED)
-        repeated = previous[1] if previous and glosses[index - 1] == gloss else None
-        hands = _hand_state(rng, clip, repeated)
-        positions = _letter_positions(clip, keep_raise, keep_lower, hold_speed, motion_speed)
-        floor = np.floor(positions).astype(np.int64)
-        if previous is not None:
-            last_frame, last_hands = previous
-            steps = int(rng.integers(TRANSITION_FRAMES[0], TRANSITION_FRAMES[1] + 1))
-            t = np.arange(1, steps + 1) / (steps + 1)
-            ease = t * t * (3 - 2 * t)  # smoothstep: the hand accelerates, then settles
-            timeline.add(
-                np.full(steps, last_frame),
-                np.full(steps, clip.offset + floor[0]),
-                ease,
-                last_hands + (hands - last_hands) * ease[:, None, None],
-            )
-        timeline.add(
-            clip.offset + floor,
-            clip.offset + np.minimum(floor + 1, clip.frames - 1),
-            positions - floor,
-            np.broadcast_to(hands, (len(positions), 2, 4)),
-        )
-        previous = (clip.offset + int(round(positions[-1])), hands)
-    return timeline
-
-
-def _rotate(xy: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Rotate and scale [T, K, 2] offsets by per-frame angle [T] and scale [T]."""
-    cos, sin = (np.cos(angle) * scale)[:, None], (np.sin(angle) * scale)[:, None]
-    x, y = xy[..., 0], xy[..., 1]
-    return np.stack([cos * x - sin * y, sin * x + cos * y], axis=-1)
-
-
-def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray) -> None:
-    """Per-letter rotation and scale of each hand about its wrist, then its shift (in place).
-
-    The pose's hand points (wrist, pinky, index, thumb) move with the hand so body and hand
-    agree. Where the pivot wrist is missing (ase never sees pose 15, yet sees the fingers next to
-    it) those points are only shifted: rotating about a missing point would fling them away.
-    """
-    for side, (hand, pose_points) in enumerate(_HANDS):
-        angle, scale, shift = hands[:, side, 0], hands[:, side, 1], hands[:, side, None, 2:]
-        for group in (np.arange(hand.start, hand.stop), np.array(pose_points)):
-            pivot_present = mask[:, group[0]]
-            wrist = points[:, group[0], None, :2].copy()
-            offsets = points[:, group[1:], :2] - wrist
-            rotated = wrist + _rotate(
-                offsets, np.where(pivot_present, angle, 0.0), np.where(pivot_present, scale, 1.0)
-            )
-            points[:, group[1:], :2] = rotated
-            points[:, group, :2] += shift.astype(np.float32)
-
-
-def _jitter_body(points: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
-    """One affine per sample about the shoulder centre: rotation, scale, aspect, shift."""
-    both = mask[:, LEFT_SHOULDER] & mask[:, RIGHT_SHOULDER]
-    if both.any():
-        shoulders = points[both][:, [LEFT_SHOULDER, RIGHT_SHOULDER], :2]
-        pivot = shoulders.mean(axis=(0, 1))
-    else:
-        pivot = points[mask][:, :2].mean(axis=0) if mask.any() else np.zeros(2, np.float32)
-    angle = rng.uniform(-BODY_ROTATION, BODY_ROTATION)
-    scale = rng.uniform(*BODY_SCALE)
-    aspect = rng.uniform(*BODY_ASPECT)
-    shift = rng.uniform(-BODY_SHIFT, BODY_SHIFT, size=2)
-    cos, sin = np.cos(angle), np.sin(angle)
-    matrix = np.array([[cos, -sin], [sin, cos]]) @ np.diag([scale * aspect, scale / aspect])
-    offsets = points[..., :2] - pivot
-    points[..., :2] = offsets @ matrix.T.astype(np.float32) + (pivot + shift)
-
-
-def _render(
-    glosses: tuple[str, ...], bank: _Bank, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented sample: landmarks [T, 543, 3] float32 and mask [T, 543]."""
-    timeline = _timeline(glosses, bank, rng)
-    first = np.concatenate(timeline.first)
-    second = np.concatenate(timeline.second)
-    weight = np.concatenate(timeline.weight).astype(np.float32)
-    w = weight[:, None, None]
-    points = bank.landmarks[first] * (1 - w) + bank.landmarks[second] * w
-    # A blended landmark exists only where every frame it draws from has it: a hand the
-    # lexicon masked is never invented by interpolation.
-    mask = (bank.mask[first] | (weight >= 1)[:, None]) & (
-        bank.mask[second] | (weight <= 0)[:, None]
-    )
-    _jitter_hands(points, mask, np.concatenate(timeline.hands))
-    _jitter_body(points, mask, rng)
-    sigma = rng.uniform(*NOISE_SIGMA)
-    points[..., :2] += sigma * rng.standard_normal(points[..., :2].shape, dtype=np.float32)
-    points = np.where(mask[..., None], points, 0.0).astype(np.float32)
-    return points, mask
-
-
 # --- building --------------------------------------------------------------------------------
 
 
@@ -600,7 +229,7 @@ def _build_into(
     work: Path, config: FingerspellConfig, progress: Progress | None
 ) -> dict[str, object]:
     alphabet = list(load_alphabet(config.lang))
-    bank = _bank(config.lang)
+    bank = clip_bank(config.lang)
     vocabulary = _vocabulary(config, alphabet)
     split_types, cover = _split_words(config, vocabulary, alphabet)
     counts = {"train": config.train, "dev": config.dev, "test": config.test}
@@ -635,7 +264,7 @@ def _build_into(
             for index, glosses in enumerate(plans[split]):
                 sample_id = _sample_id(config.lang, split, index)
                 folder = f"features/{split}/{sample_id}.npz"
-                landmarks, mask = _render(glosses, bank, _rng(config, 3, number, index))
+                landmarks, mask = render(glosses, bank, _rng(config, 3, number, index))
                 writer.submit(work / folder, landmarks, mask)
                 corpus_lines.append(f"{sample_id}|{folder}|{SIGNER}|{' '.join(glosses)}")
                 frame_lines.append(f"{sample_id}|{len(landmarks)}")

@@ -107,6 +107,19 @@ class FeatureLayout:
             "face": self.face_landmarks,
         }
 
+    def group_dims(self, group: str) -> list[slice]:
+        """The ranges of one landmark group (pose, left_hand, right_hand, face) in the vector:
+        its spatial values and the same positions of the three temporal blocks."""
+        spatial = {
+            "pose": self.pose,
+            "left_hand": self.left_hand,
+            "right_hand": self.right_hand,
+            "face": self.face,
+        }[group]
+        return [
+            slice(spatial.start + k * SPATIAL_DIM, spatial.stop + k * SPATIAL_DIM) for k in range(4)
+        ]
+
     def features(
         self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "raw"
     ) -> torch.Tensor:

@@ -61,17 +61,43 @@ class StatsAccumulator:
         self.total += values.sum(0)
         self.total_sq += (values * values).sum(0)
 
-    def stats(self) -> FeatureStats:
+    def stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
+        """Statistics; the dimensions of the landmark groups in `ignore` neither count towards
+        their blocks' pooled scales nor reach the model (see `ignoring`)."""
         count = self.count.clamp(min=1)
         mean = self.total / count
         variance = (self.total_sq / count - mean * mean).clamp(min=0)
+        pooled_count = self.count.clone()
+        for group in ignore:
+            for dims in LAYOUT.group_dims(group) if group in LAYOUT.landmark_groups() else ():
+                pooled_count[dims] = 0  # the face's noise would otherwise set the hands' scale
         scale = torch.ones_like(mean)
         for block in LAYOUT.normalization_blocks().values():
-            n = self.count[block].sum()
+            n = pooled_count[block].sum()
             if n > 0:  # pooled variance of the block around each dimension's own mean
-                pooled = (variance[block] * self.count[block]).sum() / n
+                pooled = (variance[block] * pooled_count[block]).sum() / n
                 scale[block] = pooled.sqrt().clamp(min=_EPS)
-        return FeatureStats(mean.float(), scale.float())
+        stats = FeatureStats(mean.float(), scale.float())
+        return ignoring(stats, ignore) if ignore else stats
+
+
+def ignoring(stats: FeatureStats, groups: tuple[str, ...]) -> FeatureStats:
+    """`stats` with the dimensions of landmark `groups` (in every block: position, velocity,
+    acceleration, relative) normalized to 0: mean 0, scale infinite. Held in the statistics, so
+    everything that normalizes with a run's statistics (evaluation, decoding, a teacher) drops
+    the same values. For fingerspelling the lexicon's face is a generic one plus noise: ~86% of
+    the 6516 values, and nothing in them tells letters apart."""
+    known = LAYOUT.landmark_groups()
+    unknown = [group for group in groups if group not in known]
+    if unknown:
+        raise ValueError(
+            f"data.ignore: unknown landmark group(s) {', '.join(unknown)}; use {', '.join(known)}"
+        )
+    mean, scale = stats.mean.clone(), stats.scale.clone()
+    for group in groups:
+        for dims in LAYOUT.group_dims(group):
+            mean[dims], scale[dims] = 0.0, float("inf")
+    return FeatureStats(mean, scale)
 
 
 def compute_stats(features: torch.Tensor, valid: torch.Tensor) -> FeatureStats:

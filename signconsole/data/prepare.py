@@ -11,6 +11,7 @@ from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, CorpusError
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
 from signconsole.data.normalize import FeatureStats
+from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.profile import resolve_path
 
@@ -65,12 +66,36 @@ def corpus_directory(profile: Profile, progress: Progress | None = None) -> tupl
     return resolve_path(profile, profile.data.corpus), "gloss"
 
 
+def _speller(profile: Profile, corpus: Corpus, train: SequenceDataset) -> Speller:
+    """The training split's speller: the stored train words, the held-out words to avoid."""
+    config = profile.data.synthesis
+    low, high = config.random_letters
+    if not (0.0 <= config.random_share <= 1.0 and 1 <= low <= high and config.widen > 0):
+        raise CorpusError(
+            f"{profile.source or 'profile'}: data.synthesis needs 0 <= random_share <= 1, "
+            f"1 <= random_letters[0] <= random_letters[1] and widen > 0; got {config}"
+        )
+    words = [entry.glosses for entry in train.entries]
+    held = Corpus.open(corpus.root, ("dev", "test"))  # test too, even when not evaluated
+    held_out = [glosses for split in ("dev", "test") for glosses in held.glosses(split)]
+    letters = sum(len(word) for word in words)
+    return Speller(
+        profile.data.fingerspell,
+        config,
+        len(train),
+        words,
+        held_out,
+        frames_per_letter=sum(train.length(i) for i in range(len(train))) / max(1, letters),
+    )
+
+
 def prepare_data(
     profile: Profile, progress: Progress | None = None, with_test: bool = True
 ) -> PreparedData:
     root, unit = corpus_directory(profile, progress)
     splits = ("train", "dev", "test") if with_test else ("train", "dev")
-    corpus = Corpus.open(root, splits)
+    features = resolve_path(profile, profile.data.features) if profile.data.features else None
+    corpus = Corpus.open(root, splits, features)
     vocabulary = Vocabulary.from_glosses(corpus.glosses("train"))
     data = profile.data
 
@@ -87,6 +112,10 @@ def prepare_data(
         )
 
     train = dataset("train", None)
+    if data.synthesis.enabled and data.corpus == "fingerspell":
+        # A folder corpus (a profile extending the demo with its own data.corpus) has no
+        # lexicon to spell from: it trains on its stored files.
+        train.synthesis = _speller(profile, corpus, train)
     if data.augment:
         train.augmentation = Augmentation(
             rotation_degrees=data.augment_rotation, noise=data.augment_noise
@@ -97,8 +126,12 @@ def prepare_data(
     if data.normalization == "corpus_stats":
         if progress:
             progress("computing feature statistics on train", 0, 1)
-        stats = train.compute_stats()
+        try:
+            stats = train.compute_stats(data.ignore)
+        except ValueError as error:  # an unknown group in data.ignore
+            raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
         train.stats = stats
+    # data.ignore lives in the statistics: without corpus_stats there are none to hold it.
     dev = dataset("dev", stats)
     test = dataset("test", stats) if with_test else None
     return PreparedData(root, vocabulary, train, dev, test, stats, unit, data.batch_size)

@@ -78,6 +78,30 @@ def read_sequence(path: str | Path) -> Sequence:
     return sequence
 
 
+def read_mapped_features(path: str | Path) -> np.ndarray | None:
+    """A precomputed [T, 6516] `.npy` file as float16, read through a memory map; None for any
+    other file. Nothing stays mapped or cached: a Phoenix-sized train split is ~10 GB even as
+    float16, so each load copies one sequence out of the OS page cache instead."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return None
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as error:
+        raise FeatureFileError(
+            f"{path}: cannot be read ({type(error).__name__}: {error}); the file is corrupt or "
+            "not a feature file, re-extract it"
+        ) from None
+    if mapped.ndim != 2 or mapped.shape[1] != FEATURE_DIM:
+        return None
+    if mapped.shape[0] == 0:
+        raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
+    features = np.array(mapped, dtype=np.float16)  # a copy, even of a float16 file
+    del mapped  # unmapped now: the copy is all this process keeps
+    _check_finite(path, Sequence(landmarks=None, mask=None, features=features, fps=None))
+    return features
+
+
 def _read_npz(path: Path) -> Sequence:
     with np.load(path, allow_pickle=False) as archive:
         missing = {"landmarks", "mask"} - set(archive.files)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from signconsole.config import Profile
-from signconsole.data.dataset import Batch, collate
+from signconsole.data.dataset import Batch
+from signconsole.data.loader import batch_stream
 from signconsole.data.prepare import PreparedData, Progress, prepare_data
 from signconsole.engine import callbacks as cb
 from signconsole.engine import checkpointing, preflight, run_files, setup
@@ -233,21 +233,17 @@ class Engine:
             if self.boundary():  # every rank, once an epoch: a stop the evaluation decided
                 return
 
-    def _epoch_batches(self) -> DataLoader:
+    def _epoch_batches(self):
+        """This rank's batches of the epoch, from where a resume left off, prepared on loader
+        threads (data/loader.py) and delivered on the device."""
         self.sampler.set_epoch(self.state.epoch)
         batches = self.dist.shard(self.sampler.batches())[self.state.batch_in_epoch :]
-        # Its own generator: a DataLoader iterator otherwise draws from the global RNG, and a
-        # resumed run (one extra loader) would then get different dropout masks.
-        generator = torch.Generator().manual_seed(
-            self.profile.training.seed * 7919 + self.state.epoch
-        )
-        return DataLoader(
+        return batch_stream(
             self.data.train,
-            batch_sampler=batches,
-            generator=generator,
-            num_workers=self.profile.data.num_workers,
-            pin_memory=self.device.type == "cuda",
-            collate_fn=collate,
+            batches,
+            self.device,
+            epoch=self.state.epoch,
+            workers=self.profile.data.num_workers,
         )
 
     def take_step(self, batches: list[Batch]) -> None:

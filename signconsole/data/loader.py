@@ -1,0 +1,230 @@
+"""Ready batches prepared off the training thread.
+
+Preparing a batch (reading or spelling sequences, augmenting, deriving the 6516-vector,
+normalizing, padding) took 45-70 ms a batch in the training thread, a fifth of a demo step; on a
+GPU the model waited for it. `batch_stream` prepares batches on background threads, `prefetch`
+ahead, in order, while the training thread steps.
+
+Threads, not worker processes: they share the dataset's one in-memory store (float16 landmarks
+or features), where each DataLoader worker process would hold its own copy of it; the heavy parts
+(numpy, torch and zlib kernels) release the GIL.
+
+On CUDA the threads ship float16 landmarks and their mask in pinned memory (2 KB a frame, 1/8 of
+the 26 KB float32 6516-vector) and the vector is derived and normalized on the device
+(`Featurizer`), as the same functions derive it on the CPU.
+
+Every item's augmentation and synthesis is seeded by (epoch, index), so the batches are the
+same whatever the number of threads and whichever finishes first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import torch
+
+from signconsole.data.dataset import Batch, Item, SequenceDataset, collate
+from signconsole.data.layout import LAYOUT
+from signconsole.data.normalize import FeatureStats, normalize
+
+
+@dataclass
+class RawBatch:
+    """A padded batch before features: landmarks + mask, or stored features (both float16)."""
+
+    ids: list[str]
+    lengths: torch.Tensor  # [B] int64
+    targets: torch.Tensor  # CTC concatenated form
+    target_lengths: torch.Tensor  # [B]
+    landmarks: torch.Tensor | None = None  # [B, T, 543, 3] float16
+    mask: torch.Tensor | None = None  # [B, T, 543] bool, False on padding
+    features: torch.Tensor | None = None  # [B, T, F] float16, precomputed files
+
+    def pin_memory(self) -> RawBatch:
+        def pin(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.pin_memory()
+
+        return replace(
+            self, landmarks=pin(self.landmarks), mask=pin(self.mask), features=pin(self.features)
+        )
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> RawBatch:
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device, non_blocking=non_blocking)
+
+        return replace(
+            self,
+            landmarks=move(self.landmarks),
+            mask=move(self.mask),
+            features=move(self.features),
+        )
+
+
+def collate_raw(items: list[Item]) -> RawBatch:
+    lengths = [
+        len(item.landmarks if item.landmarks is not None else item.features) for item in items
+    ]
+    frames = max(lengths)
+    targets = torch.tensor([t for item in items for t in item.targets], dtype=torch.long)
+    target_lengths = torch.tensor([len(item.targets) for item in items], dtype=torch.long)
+    batch = RawBatch([item.id for item in items], torch.tensor(lengths), targets, target_lengths)
+    if items[0].landmarks is not None:
+        batch.landmarks = torch.zeros(len(items), frames, LAYOUT.n_landmarks, 3, dtype=torch.half)
+        batch.mask = torch.zeros(len(items), frames, LAYOUT.n_landmarks, dtype=torch.bool)
+        for row, item in enumerate(items):
+            batch.landmarks[row, : lengths[row]] = item.landmarks
+            batch.mask[row, : lengths[row]] = item.mask
+    else:
+        first = items[0].features
+        assert first is not None
+        batch.features = torch.zeros(len(items), frames, first.shape[-1], dtype=torch.half)
+        for row, item in enumerate(items):
+            batch.features[row, : lengths[row]] = item.features
+    return batch
+
+
+class Featurizer:
+    """RawBatch -> Batch on the batch's device: the 6516-vector derived from the landmarks with
+    the layout's own function, normalized with the same statistics and mode as the dataset."""
+
+    def __init__(self, coordinates: str, normalization: str, stats: FeatureStats | None) -> None:
+        self.coordinates, self.normalization, self.stats = coordinates, normalization, stats
+        self._stats_on: dict[torch.device, FeatureStats] = {}
+
+    def _stats(self, device: torch.device) -> FeatureStats | None:
+        if self.stats is None:
+            return None
+        if device not in self._stats_on:
+            self._stats_on[device] = FeatureStats(
+                self.stats.mean.to(device), self.stats.scale.to(device)
+            )
+        return self._stats_on[device]
+
+    def __call__(self, raw: RawBatch) -> Batch:
+        if raw.landmarks is not None:
+            assert raw.mask is not None
+            features, valid = LAYOUT.features_with_validity(
+                raw.landmarks, raw.mask, self.coordinates
+            )
+        else:
+            assert raw.features is not None
+            features = raw.features.float()
+            frames = torch.arange(features.shape[1], device=features.device)
+            in_sequence = frames[None] < raw.lengths.to(features.device)[:, None]
+            valid = in_sequence[..., None].expand_as(features)
+        if self.normalization == "per_sample":  # statistics of each sequence over its frames
+            rows = [
+                normalize(features[row, :length], valid[row, :length], "per_sample")
+                for row, length in enumerate(raw.lengths.tolist())
+            ]
+            features = torch.zeros_like(features)
+            for row, values in enumerate(rows):
+                features[row, : len(values)] = values
+        else:
+            features = normalize(features, valid, self.normalization, self._stats(features.device))
+        return Batch(raw.ids, features, raw.lengths, raw.targets, raw.target_lengths)
+
+
+class BatchStream:
+    """An iterator of ready batches; `close()` (also on exhaustion or when dropped) stops the
+    threads. `wait_seconds` is the time the consumer spent waiting in `next()`."""
+
+    def __init__(
+        self,
+        prepare: Callable[[list[int]], object],
+        finish: Callable[[object], Batch],
+        batches: list[list[int]],
+        workers: int,
+        prefetch: int,
+    ) -> None:
+        self._prepare, self._finish = prepare, finish
+        self._todo = iter(batches)
+        self._pending: deque[Future] = deque()
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="batches") if workers > 0 else None
+        )
+        self.wait_seconds = 0.0
+        if self._pool is not None:
+            for indices in itertools.islice(self._todo, max(1, prefetch)):
+                self._pending.append(self._pool.submit(prepare, indices))
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        started = time.perf_counter()
+        try:
+            if self._pool is None:
+                indices = next(self._todo, None)
+                if indices is None:
+                    raise StopIteration
+                prepared = self._prepare(indices)
+            else:
+                if not self._pending:
+                    self.close()
+                    raise StopIteration
+                prepared = self._pending.popleft().result()  # re-raises a failed preparation
+                following = next(self._todo, None)
+                if following is not None:
+                    self._pending.append(self._pool.submit(self._prepare, following))
+            return self._finish(prepared)
+        finally:
+            self.wait_seconds += time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def batch_stream(
+    dataset: SequenceDataset,
+    batches: list[list[int]],
+    device: torch.device | str,
+    *,
+    epoch: int = 0,
+    workers: int = 1,
+    prefetch: int = 4,
+    features_on_device: bool | None = None,
+) -> BatchStream:
+    """Batches of `dataset` for the index lists `batches` (a sampler's epoch), ready on `device`.
+
+    `workers` threads prepare up to `prefetch` batches ahead (0: each batch is prepared in the
+    calling thread when asked for, as a plain loop would). `features_on_device` (default: on
+    CUDA) ships float16 landmarks and derives the features on the device."""
+    device = torch.device(device)
+    dataset.set_epoch(epoch)
+    on_device = device.type == "cuda" if features_on_device is None else features_on_device
+    pin = device.type == "cuda"
+    if not on_device:
+
+        def prepare(indices: list[int]) -> object:
+            batch = collate([dataset.training_item(i) for i in indices])
+            return replace(batch, features=batch.features.pin_memory()) if pin else batch
+
+        def finish(prepared: object) -> Batch:
+            assert isinstance(prepared, Batch)
+            return prepared.to(device, non_blocking=True)
+
+        return BatchStream(prepare, finish, batches, workers, prefetch)
+
+    featurizer = Featurizer(dataset.coordinates, dataset.normalization, dataset.stats)
+
+    def prepare_raw(indices: list[int]) -> object:
+        raw = collate_raw([dataset.raw_item(i) for i in indices])
+        return raw.pin_memory() if pin else raw
+
+    def finish_raw(prepared: object) -> Batch:
+        assert isinstance(prepared, RawBatch)
+        return featurizer(prepared.to(device, non_blocking=True))
+
+    return BatchStream(prepare_raw, finish_raw, batches, workers, prefetch)

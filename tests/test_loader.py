@@ -1,0 +1,114 @@
+"""Batches prepared off the training thread: same batches as a plain loop, in order, errors
+surface, threads stop; features derived from float16 landmarks equal the dataset's own."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
+from signconsole.data.layout import FEATURE_DIM
+from signconsole.data.loader import Featurizer, batch_stream, collate_raw
+
+
+def epoch_batches(dataset: SequenceDataset, epoch: int = 0) -> list[list[int]]:
+    sampler = BucketBatchSampler(dataset.lengths(), 4, shuffle=True, seed=1)
+    sampler.set_epoch(epoch)
+    return sampler.batches()
+
+
+def loader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("batches")]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_threads_give_the_batches_of_a_plain_loop_in_order(spelled_data, workers: int) -> None:
+    train = spelled_data.train
+    batches = epoch_batches(train, epoch=2)
+    plain = list(batch_stream(train, batches, "cpu", epoch=2, workers=0))
+    threaded = list(batch_stream(train, batches, "cpu", epoch=2, workers=workers, prefetch=3))
+    assert [b.ids for b in threaded] == [b.ids for b in plain]
+    for a, b in zip(threaded, plain, strict=True):
+        assert torch.equal(a.features, b.features) and torch.equal(a.targets, b.targets)
+    assert not loader_threads()  # exhausted: the threads are gone
+
+
+def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:
+    """The CUDA path (landmarks shipped, features derived in the batch) run on the CPU."""
+    train = spelled_data.train
+    batches = epoch_batches(train)[:3]
+    reference = list(batch_stream(train, batches, "cpu", workers=0))
+    on_device = list(batch_stream(train, batches, "cpu", workers=1, features_on_device=True))
+    for a, b in zip(on_device, reference, strict=True):
+        assert a.ids == b.ids and torch.equal(a.lengths, b.lengths)
+        assert a.features.shape == b.features.shape and a.features.shape[-1] == FEATURE_DIM
+        torch.testing.assert_close(a.features, b.features, rtol=1e-4, atol=1e-4)
+
+
+def test_raw_batches_are_float16_and_several_times_smaller_than_features(spelled_data) -> None:
+    train = spelled_data.train
+    raw = collate_raw([train.raw_item(i) for i in range(4)])
+    batch = collate([train.training_item(i) for i in range(4)])
+    assert raw.landmarks.dtype == torch.float16 and raw.mask.dtype == torch.bool
+    assert batch.features.nbytes == 8 * raw.landmarks.nbytes
+    assert batch.features.nbytes > 6 * (raw.landmarks.nbytes + raw.mask.nbytes)
+
+
+def test_per_sample_normalization_of_a_padded_batch_ignores_the_padding(spelled_data) -> None:
+    train = spelled_data.train
+    items = [train.raw_item(i) for i in range(3)]
+    batch = Featurizer(train.coordinates, "per_sample", None)(collate_raw(items))
+    alone = Featurizer(train.coordinates, "per_sample", None)(collate_raw(items[:1]))
+    length = int(alone.lengths[0])
+    torch.testing.assert_close(batch.features[0, :length], alone.features[0], rtol=1e-4, atol=1e-4)
+    assert not batch.features[0, length:].any()
+
+
+def test_a_failing_batch_raises_in_the_consumer_and_stopping_early_ends_the_threads(
+    spelled_data,
+) -> None:
+    train = spelled_data.train
+    batches = epoch_batches(train)
+    broken = [*batches[:1], [len(train) + 5], *batches[1:]]
+    stream = batch_stream(train, broken, "cpu", workers=2)
+    next(stream)
+    with pytest.raises(IndexError):
+        next(stream)
+    stream.close()
+    stream = batch_stream(train, batches, "cpu", workers=2, prefetch=2)
+    next(stream)
+    stream.close()  # what the engine's early return does by dropping the stream
+    assert not loader_threads()
+
+
+def test_precomputed_features_apart_from_the_annotations_are_read_as_float16(
+    tmp_path: Path,
+) -> None:
+    """`data.features`: feature files in their own folder; .npy features mapped, not cached."""
+    from signconsole.data.corpus import Corpus, CorpusError
+    from signconsole.data.vocabulary import Vocabulary
+
+    annotations, features = tmp_path / "corpus", tmp_path / "extracted"
+    manual = annotations / "annotations" / "manual"
+    manual.mkdir(parents=True)
+    (features / "train").mkdir(parents=True)
+    lines = ["id|folder|signer|annotation"]
+    for index in range(3):
+        values = np.random.default_rng(index).standard_normal((5 + index, FEATURE_DIM))
+        np.save(features / "train" / f"s{index}.npy", values.astype(np.float32))
+        lines.append(f"s{index}|s{index}|x|A B")
+    (manual / "train.corpus.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorpusError, match="data.features"):
+        Corpus.open(annotations, ("train",), features=tmp_path / "missing")
+    corpus = Corpus.open(annotations, ("train",), features=features)
+    dataset = SequenceDataset(corpus, "train", Vocabulary.from_glosses(corpus.glosses("train")))
+    item = dataset.raw_item(2)
+    assert item.features.dtype == torch.float16 and item.features.shape == (7, FEATURE_DIM)
+    stored = np.load(features / "train" / "s2.npy")
+    np.testing.assert_allclose(item.features.float().numpy(), stored, rtol=1e-3, atol=1e-3)
+    assert dataset[2].features.dtype == torch.float32  # training sees float32
+    assert not dataset._cache  # nothing of the corpus is kept in memory
