@@ -42,6 +42,7 @@ SMALL = (
     "schedule.warmup_steps=0",
     "training.device=cpu",
     "training.max_minutes=0",
+    "training.max_epochs=40",  # the demo's own is 10: tests end on their max_steps
     "training.max_steps=12",
     "training.eval_every=6",
     "training.log_every=1",
