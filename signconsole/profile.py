@@ -14,54 +14,27 @@ import re
 import tomllib  # Python 3.11+; pyproject pulls tomli only for older interpreters
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from signconsole.config import Profile, StageUnfreeze
 from signconsole.profile_checks import contradictions, name_problems, value_problems
+from signconsole.profile_files import (
+    Origin,
+    Problem,
+    ProfileError,
+    dotted_keys,
+    load_with_extends,
+)
 
 SET_SOURCE = "--set"
 
 
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file + (f":{self.line}" if self.line else "")
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.message}"
-
-
-class ProfileError(ValueError):
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass
-class _Origin:
-    """Where a key's value came from, for error messages."""
-
-    file: str
-    lines: dict[str, int]
-
-
 MAX_PROBLEMS = 20  # past this, the rest are one summary line (a binary-ish file: hundreds)
+
+
 # A profile is a few kB. tomllib needs seconds per MB of keys (and minutes for keys dotted
 # thousands deep), so a larger file, or a deeper key, is refused before it is parsed.
-MAX_PROFILE_BYTES = 256 * 1024
-MAX_KEY_DEPTH = 16
-_KEY_PART = r"""(?:[A-Za-z0-9_\-]+|"[^"\n]*"|'[^'\n]*')"""
-_DEEP_KEY = re.compile(
-    rf"^[ \t]*\[*[ \t]*(?:{_KEY_PART}[ \t]*\.[ \t]*){{{MAX_KEY_DEPTH},}}", re.MULTILINE
-)
-
-
 def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
     """Load, merge (extends, overrides), validate; raise ProfileError listing every problem."""
     path = Path(path)
@@ -75,9 +48,9 @@ def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
 
 def _load_profile(path: Path, overrides: list[str] | tuple[str, ...]) -> Profile:
     problems: list[Problem] = []
-    raw, origins = _load_with_extends(path, problems, chain=())
+    raw, origins = load_with_extends(path, problems, chain=())
     # A problem with no line of its own (a required key nobody set) names the profile itself.
-    origins = {"": _Origin(str(path), {}), **origins}
+    origins = {"": Origin(str(path), {}), **origins}
     if problems:
         raise ProfileError(problems)
     for override in overrides:
@@ -113,142 +86,8 @@ def _capped(problems: list[Problem]) -> list[Problem]:
     ]
 
 
-def _read_profile_text(path: Path, problems: list[Problem]) -> str | None:
-    """The file's text, or None with the reason in `problems`: a folder, a device or pipe (whose
-    read would block or never end), a huge file, a binary or UTF-16 file."""
-
-    def fail(message: str) -> None:
-        problems.append(Problem(str(path), None, "", message))
-
-    try:
-        if path.is_dir():
-            fail("is a folder; give a profile .toml file (see profiles/)")
-            return None
-        if not path.is_file():
-            fail("not a regular file (a pipe or a device?); give a profile .toml file")
-            return None
-        size = path.stat().st_size
-        if size > MAX_PROFILE_BYTES:
-            fail(f"{size:,} bytes is too large for a profile (a TOML text file of a few kB)")
-            return None
-        data = path.read_bytes()
-    except OSError as error:
-        fail(f"cannot read ({error.strerror or error}); check the path and its permissions")
-        return None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
-        kind = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "binary"
-        fail(f"not a UTF-8 text file (it looks {kind}); save the profile as UTF-8 TOML")
-        return None
-    try:
-        return data.decode("utf-8-sig")  # a UTF-8 byte-order mark (Windows editors) is harmless
-    except UnicodeDecodeError as error:
-        fail(
-            f"not a UTF-8 text file (byte {error.start} is not UTF-8); "
-            "save the profile as UTF-8 TOML"
-        )
-        return None
-
-
-def _load_with_extends(
-    path: Path, problems: list[Problem], chain: tuple[Path, ...]
-) -> tuple[dict[str, Any], dict[str, _Origin]]:
-    if not path.exists():
-        problems.append(Problem(str(path), None, "", "profile file not found"))
-        return {}, {}
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(p.name for p in (*chain, resolved))
-        problems.append(Problem(str(path), None, "extends", f"extends forms a cycle: {cycle}"))
-        return {}, {}
-    text = _read_profile_text(path, problems)
-    if text is None:
-        return {}, {}
-    deep = _DEEP_KEY.search(text)
-    if deep is not None:
-        line = text.count("\n", 0, deep.start()) + 1
-        problems.append(
-            Problem(str(path), line, "", f"a key nested more than {MAX_KEY_DEPTH} levels deep")
-        )
-        return {}, {}
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        match = re.search(r"\(at line (\d+), column \d+\)", str(error))
-        line = int(match.group(1)) if match else None
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
-        problems.append(Problem(str(path), line, "", f"invalid TOML: {message}"))
-        return {}, {}
-    lines = _key_lines(text)
-    origins = {key: _Origin(str(path), lines) for key in _dotted_keys(data)}
-    parent_name = data.get("extends")
-    if parent_name is None:
-        return data, origins
-    if not isinstance(parent_name, str) or not parent_name.strip() or "\x00" in parent_name:
-        problems.append(
-            Problem(str(path), lines.get("extends"), "extends", "expected a profile file name")
-        )
-        return data, origins
-    parent_path = (path.parent / parent_name).resolve()
-    if not parent_path.exists():
-        problems.append(
-            Problem(
-                str(path),
-                lines.get("extends"),
-                "extends",
-                f"parent profile {parent_name!r} not found (looked for {parent_path})",
-            )
-        )
-        return data, origins
-    parent, parent_origins = _load_with_extends(parent_path, problems, (*chain, resolved))
-    return _merge(parent, data), {**parent_origins, **origins}
-
-
-def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in child.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        keys.append(dotted)
-        if isinstance(value, dict):
-            keys.extend(_dotted_keys(value, dotted + "."))
-    return keys
-
-
-_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_.\-\"]+)\s*=")
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """Map dotted keys to the line that sets them. tomllib gives no positions, so scan the text:
-    headers and `key =` lines are enough for a profile (no multi-line keys)."""
-    lines: dict[str, int] = {}
-    table = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if len(line) > 1000:  # no real key line is this long; the patterns backtrack on it
-            continue
-        header = _HEADER.match(line)
-        if header:
-            table = header.group(1).replace('"', "").replace(" ", "")
-            lines.setdefault(table, number)
-            continue
-        assign = _ASSIGN.match(line)
-        if assign:
-            key = assign.group(1).replace('"', "")
-            lines.setdefault(f"{table}.{key}" if table else key, number)
-    return lines
-
-
 def _apply_override(
-    raw: dict[str, Any], origins: dict[str, _Origin], override: str, problems: list[Problem]
+    raw: dict[str, Any], origins: dict[str, Origin], override: str, problems: list[Problem]
 ) -> None:
     key, sep, value_text = override.partition("=")
     key = key.strip()
@@ -265,16 +104,16 @@ def _apply_override(
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1], start=1):
         if part not in target:  # a table --set creates is --set's, for error messages
-            origins.setdefault(".".join(parts[:depth]), _Origin(SET_SOURCE, {}))
+            origins.setdefault(".".join(parts[:depth]), Origin(SET_SOURCE, {}))
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             problems.append(Problem(SET_SOURCE, None, key, f"{part} is not a section"))
             return
     target[parts[-1]] = value
-    origins[key] = _Origin(SET_SOURCE, {})
+    origins[key] = Origin(SET_SOURCE, {})
 
 
-def _where(origins: dict[str, _Origin], key: str) -> tuple[str, int | None]:
+def _where(origins: dict[str, Origin], key: str) -> tuple[str, int | None]:
     probe = key
     while probe:
         origin = origins.get(probe)
@@ -285,12 +124,12 @@ def _where(origins: dict[str, _Origin], key: str) -> tuple[str, int | None]:
     return (any_origin.file if any_origin else "<profile>"), None
 
 
-def _problem(origins: dict[str, _Origin], key: str, message: str) -> Problem:
+def _problem(origins: dict[str, Origin], key: str, message: str) -> Problem:
     file, line = _where(origins, key)
     return Problem(file, line, key, message)
 
 
-def _build(cls: type, raw: Any, prefix: str, origins: dict[str, _Origin], problems: list[Problem]):
+def _build(cls: type, raw: Any, prefix: str, origins: dict[str, Origin], problems: list[Problem]):
     """Build dataclass `cls` from a TOML table, recording problems instead of stopping."""
     if not isinstance(raw, dict):
         problems.append(_problem(origins, prefix.rstrip("."), "expected a table"))
@@ -357,7 +196,7 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _convert(tp: Any, value: Any, key: str, origins: dict[str, _Origin], problems: list[Problem]):
+def _convert(tp: Any, value: Any, key: str, origins: dict[str, Origin], problems: list[Problem]):
     def bad(extra: str = "") -> object:
         problems.append(
             _problem(
@@ -422,7 +261,7 @@ def _convert(tp: Any, value: Any, key: str, origins: dict[str, _Origin], problem
     return bad()
 
 
-def _value_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
+def _value_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]:
     """Every value in its range (finite, positive where it must be, within sane bounds)."""
     return [
         _problem(origins, key, message)
@@ -430,7 +269,7 @@ def _value_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem
     ]
 
 
-def _cross_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
+def _cross_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]:
     """Rules that involve more than one key (ranges of single keys: signconsole.profile_checks)."""
     problems = [_problem(origins, key, message) for key, message in contradictions(profile)]
 
@@ -460,7 +299,7 @@ def _cross_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem
     return problems
 
 
-def _architecture_checks(profile: Profile, origins: dict[str, _Origin]) -> list[Problem]:
+def _architecture_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]:
     """What can be known of model.architecture without running the user's code (that happens when
     the model is built: import, class, constructor arguments)."""
     from signconsole.config import BUILTIN_MODEL_KEYS
@@ -573,7 +412,7 @@ def profile_to_toml(profile: Profile) -> str:
 def profile_from_dict(data: dict[str, Any], source: str = "<run>") -> Profile:
     """Rebuild a Profile from its dict form (e.g. from a checkpoint), with the same validation."""
     problems: list[Problem] = []
-    origins = {key: _Origin(source, {}) for key in _dotted_keys(data)}
+    origins = {key: Origin(source, {}) for key in dotted_keys(data)}
     profile = _build(Profile, data, "", origins, problems)
     if problems or profile is None:
         raise ProfileError(problems)
