@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "profiles" / "demo-student.toml"
@@ -21,20 +22,10 @@ PROFILE = ROOT / "profiles" / "demo-student.toml"
 # pairs that two processes see in one step each. No dropout and no augmentation: with those the
 # ranks draw different random numbers than one process would.
 COMMON = (
-    "data.fingerspell.train=24",
-    "data.fingerspell.dev=8",
-    "data.fingerspell.test=8",
+    *SMALL,
     "data.batch_size=6",
     "data.augment=false",
-    "model.architecture=bilstm",
-    "model.hidden=64",
-    "model.fusion_dim=16",
     "model.dropout=0.0",
-    "schedule.name=constant",
-    "schedule.warmup_steps=0",
-    "training.device=cpu",
-    "training.max_minutes=0",
-    "training.log_every=1",
     "training.sample_decodes=1",
     "training.beam_width=1",
 )
