@@ -66,9 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--nproc",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="train on N processes (N GPUs, or CPU processes with gloo) through torchrun",
+        help="train on N processes (N GPUs, or CPU processes with gloo) through torchrun "
+        "(default: the profile's training.nproc, 1)",
     )
     run.add_argument(
         "--allow-changes",

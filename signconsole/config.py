@@ -133,6 +133,7 @@ class TrainingConfig:
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps
     precision: Precision = "fp32"  # bf16/fp16 autocast on CUDA only
     compile: bool = False  # torch.compile the model
+    nproc: int = 1  # processes (GPUs) on this machine: >1 runs torchrun, as `run --nproc N`
     early_stopping: int = 0  # stop after N evaluations without dev WER improvement; 0 = off
     beam_width: int = 5  # beam search width for sample decodes and evaluation
     sample_decodes: int = 6  # dev samples decoded and shown per evaluation

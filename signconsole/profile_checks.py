@@ -104,6 +104,7 @@ BOUNDS: dict[str, Bound] = {
     "training.eval_every": OPTIONAL_COUNT,
     "training.log_every": COUNT,
     "training.grad_accumulation": between(1, 4096),
+    "training.nproc": between(1, 1024),
     "training.seed": between(0, SEED_MAX),
     "training.early_stopping": OPTIONAL_COUNT,
     "training.beam_width": between(1, 1000),

@@ -9,6 +9,10 @@ import os
 # Before torch is imported, as `signconsole.cli.main` does: with the default (spinning) OpenMP
 # wait policy, a test process next to another training job ran 50x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Under pytest-xdist (`-n auto`, the README's test command) every core runs its own test: one
+# thread each, or the workers and the processes their tests start fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Callable
 from dataclasses import dataclass, field

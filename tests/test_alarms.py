@@ -125,6 +125,12 @@ def test_empty_index_to_word_map_is_caught(small_profile, small_data, runs_dir) 
     bus = trainer_module.EventBus()
     seen: list = []
     bus.subscribe(seen.append)
+
+    def stop_once_seen(event) -> None:  # the alarm is what this test waits for
+        if isinstance(event, AlarmRaised) and event.kind == "blank_only":
+            bus.send(Stop(reason="alarm seen", source="test"))
+
+    bus.subscribe(stop_once_seen)
     trainer_module.Engine(profile, bus, runs_dir=runs_dir, data=data).run()
     alarms = [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "blank_only"]
     assert alarms and {a.severity for a in alarms} == {"error"}  # no plateau warning first

@@ -120,7 +120,8 @@ def meta(db: Path, key: str):
 
 def test_controls_reach_every_rank_at_the_same_step(tmp_path) -> None:
     """Pause (held longer than a few heartbeats), LR change and an unfreeze, sent through the
-    store mid-run: applied once, and the weights of both ranks identical afterwards."""
+    store mid-run: applied once, and the weights of both ranks identical afterwards. Then
+    Ctrl+C: every rank stops after a checkpoint, exit 130, no traceback, the resume command."""
     runs = tmp_path / "runs"
     process = signconsole(
         "run",
@@ -129,7 +130,7 @@ def test_controls_reach_every_rank_at_the_same_step(tmp_path) -> None:
         str(runs),
         "--nproc",
         "2",
-        sets=("training.max_steps=40", "training.eval_every=20", 'freeze.frozen=["lstm"]'),
+        sets=("training.max_steps=100000", "training.eval_every=20", 'freeze.frozen=["lstm"]'),
         background=True,
     )
     try:
@@ -142,11 +143,15 @@ def test_controls_reach_every_rank_at_the_same_step(tmp_path) -> None:
         queue(db, {"type": "SetLearningRate", "value": 5e-4, "source": "test"})
         queue(db, {"type": "Unfreeze", "stage": "lstm", "source": "test"})
         queue(db, {"type": "Resume", "source": "test"})
+        wait_for(lambda: any(e["trainable"] for e in events(run_dir, "StageChanged")), "unfreeze")
+        process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=600)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, output[-3000:]
+    assert process.returncode == 130, output[-3000:]  # stopped by a person, resumable
+    assert "Traceback" not in output, output[-3000:]
+    assert f"--resume {run_dir} --nproc 2" in output
     applied = {e["command"]: e for e in events(run_dir, "CommandApplied")}
     assert "next lr 0.0005" in applied["SetLearningRate value=0.0005"]["detail"]
     [unfrozen] = [e for e in events(run_dir, "StageChanged") if e["trainable"]]
@@ -190,15 +195,69 @@ def test_a_killed_rank_ends_the_job_and_leaves_a_resumable_run(tmp_path) -> None
 
 
 def rank_pid(launcher: int, rank: int) -> int | None:
-    """The pid of the worker with RANK=rank that `launcher` (torchrun, after the exec) started."""
+    """The pid of the worker with RANK=rank below `launcher` (signconsole's --nproc launcher,
+    whose torchrun started the workers)."""
+    parents: dict[int, int] = {}
+    ranks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
             environ = (entry / "environ").read_bytes().split(b"\0")
         except (OSError, IndexError, ValueError):
             continue
-        if parent == launcher and f"RANK={rank}".encode() in environ:
-            return int(entry.name)
+        if f"RANK={rank}".encode() in environ:
+            ranks[int(entry.name)] = rank
+    for pid in ranks:
+        ancestor = parents.get(pid)
+        while ancestor is not None and ancestor > 1:
+            if ancestor == launcher:
+                return pid
+            ancestor = parents.get(ancestor)
     return None
+
+
+async def test_the_console_starts_a_two_process_job_and_quitting_stops_it(tmp_path) -> None:
+    """`training.nproc = 2` in the console: the job runs as child processes, the screen follows
+    it through its store, space pauses every rank, and quitting stops the whole job cleanly
+    (a checkpoint, status stopped, no process left)."""
+    from signconsole.tui.app import SignConsole
+
+    runs = tmp_path / "runs"
+    long_run = ("training.max_steps=100000", "training.max_epochs=100000", "training.eval_every=0")
+    app = SignConsole(
+        profile=PROFILE, runs_dir=str(runs), overrides=(*COMMON, *long_run, "training.nproc=2")
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+
+        async def until(condition, what: str) -> None:
+            deadline = time.monotonic() + 300
+            while not condition():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                assert app.job.job.running, app.job.job.last_lines(20)
+                await pilot.pause(0.1)
+
+        await until(lambda: app.job.store is not None and screen.view.step >= 2, "training")
+        await pilot.press("space")
+        await until(lambda: screen.view.state == "paused", "the pause")
+        run_dir = app.job.job.run_dir
+        paused_at = max(losses(run_dir))
+        time.sleep(1.5)
+        assert max(losses(run_dir)) == paused_at  # both ranks hold: rank 0 decides for both
+        await pilot.press("q")
+        await pilot.press("y")
+        deadline = time.monotonic() + 120
+        while not app.job.run_ended():
+            assert time.monotonic() < deadline, "the job did not stop"
+            await pilot.pause(0.2)
+    job = app.job.job
+    assert job.process.returncode == 130  # stopped by a person: resumable
+    assert meta(run_dir / "run.db", "status") == "stopped"
+    assert (run_dir / "checkpoints" / "last.pt").exists()
+    assert not job.log.exists()  # the run keeps its own log; the job's is for failures
+    applied = {e["command"]: e for e in events(run_dir, "CommandApplied")}
+    assert applied["RanksAgree"]["detail"].startswith("weights identical on 2 ranks")

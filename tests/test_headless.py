@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -237,3 +239,77 @@ def test_kill_9_leaves_a_readable_run_that_resumes(small_args, tmp_path) -> None
     assert {row[0] for row in after if row[1] == "train/loss"} == set(range(1, target + 1))
     info = meta(db)
     assert info["status"] == "finished" and info["last_step"] == target
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_a_damaged_dev_or_test_file_stops_the_run_before_it_trains(
+    small_args, small_data, tmp_path, split
+) -> None:
+    """Every split is read at start: a damaged file is one line naming it, exit 2, and no run
+    directory, instead of a failure at the first evaluation or after the last step."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small_data.root, corpus)
+    damaged = sorted((corpus / "features" / split).iterdir())[3]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "signconsole", "run", *small_args, "--runs-dir", str(runs)]
+        + ["--set", f"data.corpus={corpus}", "--set", "data.synthesis.enabled=false"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if str(damaged) in line]
+    assert len(errors) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_kill_9_loop_during_checkpoint_writes(small_args, tmp_path) -> None:
+    """Killed again and again while it writes checkpoints (last.pt every step, best.pt at each
+    new best): every kill leaves checkpoints that load, a best.pt at or past the best that
+    last.pt records (it is written first), a run.db that passes integrity_check; the run then
+    resumes to its end with one loss per step and test scored on the best it names."""
+    runs_dir = tmp_path / "runs"
+    settings = [*small_args]
+    for key in ("training.max_steps=40", "training.eval_every=2", "training.checkpoint_every=1"):
+        settings += ["--set", key]
+    pauses = random.Random(16)
+    run_dir: Path | None = None
+    reached = 0
+    for kill in range(5):
+        args = settings if run_dir is None else [*settings, "--resume", str(run_dir)]
+        log = tmp_path / f"kill-{kill}.txt"
+        with running(args, runs_dir, log) as process:
+            # Training (checkpoints every step) has gone a few steps past the last kill ...
+            wait_until(process, log, lambda target=reached + 3: last_step(runs_dir) >= target)
+            time.sleep(pauses.uniform(0.0, 0.2))  # ... then a kill at a random moment
+            process.kill()
+            assert finish(process, log) == -signal.SIGKILL
+        run_dir = only_run(runs_dir)
+        last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+        assert best["step"] >= (last["best_step"] or 0), (kill, best["step"], last["best_step"])
+        assert query(run_dir / "run.db", "PRAGMA integrity_check") == [("ok",)]
+        reached = last["step"]
+
+    assert run_dir is not None and reached < 40, "the kills came too late to test anything"
+    code, out = run_to_end([*settings, "--resume", str(run_dir)], runs_dir, tmp_path / "end.txt")
+    assert code == 0, out[-3000:]
+    db = run_dir / "run.db"
+    losses = query(db, "SELECT step FROM metrics WHERE name = 'train/loss'")
+    assert sorted(step for (step,) in losses) == list(range(1, 41))  # one per step, none twice
+    info = meta(db)
+    assert info["status"] == "finished"
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["step"] == load_checkpoint(run_dir / "checkpoints" / "last.pt")["best_step"]
+    assert f"at step {best['step']}" in out  # the summary names the checkpoint test scored
+
+
+def last_step(runs_dir: Path) -> int:
+    """The newest step with a checkpoint on disk (0 before the first)."""
+    try:
+        return load_checkpoint(only_run(runs_dir) / "checkpoints" / "last.pt")["step"]
+    except Exception:  # not written yet, or caught mid-replace by this reader
+        return 0

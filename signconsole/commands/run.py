@@ -4,6 +4,11 @@ However the run ends (its planned end, Ctrl+C, SIGTERM, a stop from `show`, the 
 error), the last lines say how it ended, where the run directory is and the exact command that
 continues it. The exit code follows the status (see `ExitCode`): finished 0; stopped by a person
 130; stopped by the time budget 0 (the budget is a limit the profile asked for); failed 1.
+
+Under torchrun every rank whose engine returned exits 0, whatever the status: torchrun takes any
+other code for a failed rank and kills the others, rank 0 included, in the middle of its
+checkpoint and test. The `--nproc` launcher gets rank 0's real code through a file and exits
+with it.
 """
 
 from __future__ import annotations
@@ -37,22 +42,24 @@ class Outcome:
             self.status, self.step = event.status, event.step
 
 
-def resume_command(run_dir: str) -> str:
+EXIT_FILE_VARIABLE = "SIGNCONSOLE_EXIT_FILE"  # where rank 0 leaves its exit code for --nproc
+
+
+def resume_command(run_dir: str, nproc: int = 1) -> str:
     """The command that continues `run_dir`: its own resolved profile, so later edits to the
     original profile file (or forgotten --set) cannot change what the resumed run trains."""
-    return shlex.join(
-        ["signconsole", "run", str(Path(run_dir) / "profile.toml"), "--resume", run_dir]
-    )
+    command = ["signconsole", "run", str(Path(run_dir) / "profile.toml"), "--resume", run_dir]
+    return shlex.join(command + (["--nproc", str(nproc)] if nproc > 1 else []))
 
 
-def end_lines(outcome: Outcome, status: str) -> list[str]:
+def end_lines(outcome: Outcome, status: str, nproc: int = 1) -> list[str]:
     run_dir = outcome.run_dir
     how = status + (f" ({outcome.reason})" if outcome.reason and status != "finished" else "")
     lines = [f"{how} at step {outcome.step}", f"run directory: {run_dir}"]
     if status == "finished":
         lines.append(f"review: {shlex.join(['signconsole', 'show', run_dir])}")
     elif (Path(run_dir) / "checkpoints" / "last.pt").exists():
-        lines.append(f"resume: {resume_command(run_dir)}")
+        lines.append(f"resume: {resume_command(run_dir, nproc)}")
     else:
         lines.append("no checkpoint was saved yet, so there is nothing to resume: run it again")
     return lines
@@ -67,9 +74,19 @@ def exit_code(status: str, reason: str, signalled: bool) -> ExitCode:
     return ExitCode.FAILED
 
 
-def launch_torchrun(nproc: int) -> None:
-    """`signconsole run ... --nproc N` is `torchrun --standalone --nproc-per-node N -m
-    signconsole run ...`: PyTorch's own launcher (rendezvous, a dead rank ends the job)."""
+def launch_torchrun(nproc: int, runs_dir: Path, resume: str | None) -> int:
+    """`signconsole run ... --nproc N` runs `torchrun --standalone --nproc-per-node N -m
+    signconsole run ...`: PyTorch's own launcher (rendezvous, a dead rank ends the job), and
+    exits with rank 0's code (see the module docstring).
+
+    The job runs in a process group of its own (launch.py): Ctrl+C or SIGTERM here becomes a
+    Stop through the run store, so every rank stops at the same step after a checkpoint and
+    torchrun's agent, which would kill the ranks on a signal, never sees one. A second one
+    terminates the job."""
+    import tempfile
+
+    from signconsole.launch import Job, new_launch_id
+
     argv, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -81,7 +98,31 @@ def launch_torchrun(nproc: int) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc-per-node={nproc}", "-m", "signconsole", *argv]
     sys.stdout.flush()
-    os.execv(sys.executable, command)
+    with tempfile.TemporaryDirectory(prefix="signconsole-job-") as folder:
+        exit_file = Path(folder) / "exit-code"
+        job = Job.launch(
+            command,
+            runs_dir,
+            resume,
+            new_launch_id(),
+            environment={EXIT_FILE_VARIABLE: str(exit_file)},
+        )
+        asked: list[int] = []
+
+        def stop(signum: int, _frame) -> None:
+            if asked:
+                job.terminate()
+                return
+            asked.append(signum)
+            job.stop(f"{signal.Signals(signum).name}: stopping after a checkpoint")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)
+        returned = job.process.wait()
+        try:
+            return int(exit_file.read_text())
+        except (OSError, ValueError):  # rank 0 never got to the end: a rank or torchrun failed
+            return ExitCode.FAILED if returned else ExitCode.OK
 
 
 def check_resumable(resume_dir: Path) -> None:
@@ -110,19 +151,20 @@ def run_command(
     resume: str | None,
     runs_dir: str | None,
     allow_changes: bool = False,
-    nproc: int = 1,
+    nproc: int | None = None,
 ) -> int:
     from signconsole.profile import load_profile
 
-    if nproc < 1:
+    if nproc is not None and nproc < 1:
         from signconsole.errors import UserError
 
         raise UserError(f"--nproc {nproc}: give the number of processes (1 or more)")
     if resume:
         check_resumable(Path(resume))
     profile = load_profile(profile_path, overrides)
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        launch_torchrun(nproc)  # does not return: torchrun starts this command N times
+    nproc = profile.training.nproc if nproc is None else nproc
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # torchrun starts this command N times
+        return launch_torchrun(nproc, Path(runs_dir or profile.output.runs_dir), resume)
     # Only now the heavy imports (torch): a bad profile is reported in a fraction of a second.
     from rich.console import Console
 
@@ -163,6 +205,7 @@ def run_command(
     console = Console(highlight=False)
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     status = "failed"  # unless the engine returns: an exception went past it
+    returned = False
     try:
         result = Engine(
             profile,
@@ -175,6 +218,7 @@ def run_command(
             allow_changes=allow_changes,
             dist=dist,
         ).run()
+        returned = True
         status = outcome.status or result.status
         reporter.summary()
     except KeyboardInterrupt:
@@ -183,8 +227,13 @@ def run_command(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        dist.close()
+        dist.close(finished_together=returned)
         if outcome.run_dir and dist.is_main:  # however it ended: where the run is, how to go on
-            for line in end_lines(outcome, status):
+            for line in end_lines(outcome, status, dist.world):
                 console.print(line, markup=False, soft_wrap=True)
-    return exit_code(status, outcome.reason, bool(stopped_by))
+    code = exit_code(status, outcome.reason, bool(stopped_by))
+    if dist.enabled:
+        if dist.is_main and os.environ.get(EXIT_FILE_VARIABLE):
+            Path(os.environ[EXIT_FILE_VARIABLE]).write_text(str(int(code)))
+        return ExitCode.OK  # see the module docstring
+    return code

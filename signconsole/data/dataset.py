@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -188,6 +188,16 @@ class SequenceDataset(Dataset):
             landmarks, mask = self.augmentation(landmarks, mask, generator)
             landmarks = landmarks.half()
         return Item(entry_id, None, targets, landmarks, mask)
+
+    def read_all(self, report: Callable[[int, int], None] | None = None) -> None:
+        """Read every file of the split once, now: a damaged dev or test file is reported before
+        training starts, not at the first evaluation or after the last step. Landmarks stay
+        cached (they are read for every evaluation anyway); memory-mapped features are only
+        opened, which checks their header and shape."""
+        for index in range(len(self)):
+            self._raw(index)
+            if report is not None and (index + 1 == len(self) or index % 64 == 0):
+                report(index + 1, len(self))
 
     def compute_stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
         accumulator = StatsAccumulator(LAYOUT.dim)

@@ -17,6 +17,7 @@ annotations and identical landmark arrays.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -411,4 +412,13 @@ def ensure_corpus(
     summary = _complete(target, config)
     if summary is not None:
         return summary
-    return build_corpus(config, target, progress)
+    # Two runs started together on a fresh cache (the ranks of a job, a console and a headless
+    # run) would both build it, and the second swap would pull the corpus from under the first
+    # reader: one builds, the others wait for it and read the result.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summary = _complete(target, config)
+        if summary is not None:
+            return summary
+        return build_corpus(config, target, progress)

@@ -134,4 +134,10 @@ def prepare_data(
     # data.ignore lives in the statistics: without corpus_stats there are none to hold it.
     dev = dataset("dev", stats)
     test = dataset("test", stats) if with_test else None
+    for split in (train, dev, test):
+        if split is not None:
+            what = f"reading the {split.split} split"
+            split.read_all(
+                (lambda done, total, what=what: progress(what, done, total)) if progress else None
+            )
     return PreparedData(root, vocabulary, train, dev, test, stats, unit, data.batch_size)

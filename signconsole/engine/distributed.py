@@ -19,6 +19,7 @@ What each rank does and who decides:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -77,9 +78,18 @@ class Distributed:
         dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
         return torch.device("cuda", self.local_rank) if cuda else torch.device("cpu")
 
-    def close(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, finished_together: bool) -> None:
+        """Leave the process group. After a normal end every rank first waits for the others
+        (rank 0 still scores the test split when the others are done): a rank that tears gloo
+        down while its peers still talk to it is aborted by C++ ("terminate called without an
+        active exception"). After an error no barrier: the others may be inside a collective
+        that would never match it."""
+        if not (self.enabled and dist.is_initialized()):
+            return
+        if finished_together:
+            with contextlib.suppress(RuntimeError):  # a peer is gone: nothing to wait for
+                dist.barrier()
+        dist.destroy_process_group()
 
     def barrier(self) -> None:
         if self.enabled:

@@ -34,6 +34,7 @@ from signconsole.events import (
     StepLogged,
     to_payload,
 )
+from signconsole.launch import LAUNCH_VARIABLE
 from signconsole.metrics import (
     describe_applied,
     describe_checkpoint,
@@ -147,6 +148,8 @@ class RunRecorder:
                     stages=list(event.stages),
                     parameters=event.parameters,
                     total_steps=event.total_steps,
+                    # the console that started this job finds its run by this (launch.py)
+                    launch=os.environ.get(LAUNCH_VARIABLE, ""),
                 )
             elif isinstance(event, StateChanged):
                 db.set_meta(status=event.state, heartbeat=event.time)

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from signconsole.tui.host import EngineHost
 from signconsole.tui.picker import Choice, PickerScreen
 from signconsole.tui.run_screen import RunScreen
-from signconsole.tui.source import BusSource, StoreSource
+from signconsole.tui.source import BusSource, JobSource, StoreSource
 
 
 def review_screen(run_dir: Path, zoom: tuple[int, int] | None = None) -> RunScreen:
@@ -48,6 +48,7 @@ class SignConsole(App):
         self.profiles_dir = profiles_dir or Path("profiles")
         self.runs_dir = runs_dir
         self.host: EngineHost | None = host
+        self.job: JobSource | None = None  # a multi-process run this console started
         self.review, self.zoom = review, zoom  # `signconsole show RUN`
 
     def on_mount(self) -> None:
@@ -65,6 +66,14 @@ class SignConsole(App):
     def start(self, choice: Choice | None) -> None:
         if choice is None:
             return
+        nproc = self._processes(choice.profile)
+        if nproc > 1:  # a torchrun job in child processes, followed through its store
+            from signconsole.launch import Job
+
+            job = Job.start(choice.profile, nproc, self.runs_dir, self.overrides, choice.resume)
+            self.job = JobSource(job)
+            self.push_screen(RunScreen(self.job))
+            return
         self.host = EngineHost(
             choice.profile,
             self.runs_dir,
@@ -72,6 +81,17 @@ class SignConsole(App):
             str(choice.resume) if choice.resume else None,
         )
         self.push_screen(RunScreen(BusSource(self.host)))
+
+    def _processes(self, profile: Path) -> int:
+        """The profile's training.nproc; 1 when it cannot be read (the in-process engine then
+        shows what is wrong with it, as for any profile)."""
+        from signconsole.errors import UserError
+        from signconsole.profile import load_profile
+
+        try:
+            return load_profile(profile, list(self.overrides)).training.nproc
+        except (UserError, OSError, ValueError):
+            return 1
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
@@ -99,3 +119,7 @@ class SignConsole(App):
         if self.host is not None and not self.host.done.is_set():
             self.host.send(Stop(reason="console closed", source="console"))
             self.host.done.wait(timeout=120)
+        if self.job is not None and not self.job.run_ended():
+            self.job.send(Stop(reason="console closed", source="console"))
+            self.job.job.wait()
+            self.job.job.finish()

@@ -163,7 +163,7 @@ class RunControls(Screen):
         self.app.push_screen(Confirm("Quit? The run stops cleanly with a checkpoint."), answered)
 
     def _exit_when_done(self) -> None:
-        if self.host.done.is_set():
+        if self.source.run_ended():
             self.drain()
             self.app.exit()
 

@@ -4,6 +4,8 @@
   resumed run first gets its history from the store, so its charts start where it left off.
 - `StoreSource`: a run's store (review, attach to a headless run). The first read replays the
   stored events and loads downsampled series; every later read takes only rows written since.
+- `JobSource`: a multi-process job the console started (launch.py): a StoreSource once the job's
+  run exists, and the job's own state and output before that.
 
 Both fold into the same `RunView` through `apply` and `add_metrics`, so the run screen, its panes
 and its keys are the same for a live run, an attached one and a finished one; only `can_control`
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from signconsole import metrics as m
-from signconsole.events import Command, EvalFinished, Event, RunStarted
+from signconsole.events import Command, EvalFinished, Event, RunStarted, Stop
+from signconsole.launch import Job
 from signconsole.store.compare import describe_evaluation
 from signconsole.store.reader import RunReader
 from signconsole.tui.host import EngineHost
@@ -40,6 +43,9 @@ class RunSource(Protocol):
         """Whether commands reach a training engine now."""
 
     def send(self, command: Command) -> None: ...
+
+    def run_ended(self) -> bool:
+        """The run this screen owns has ended (its engine or job is gone)."""
 
     def load_range(self, view: RunView) -> None:
         """The view's zoom changed: reload the series it draws, if the source can do better
@@ -111,7 +117,7 @@ class StoreSource:
             self._read_new(view, marks)
         if view.state in LIVE_STATES and time.monotonic() - self._last_status > STATUS_EVERY:
             self._last_status = time.monotonic()
-            changed |= self._check_status(view)
+            changed |= self.check_status(view)
         return changed
 
     def _first_read(self, view: RunView, marks: dict[str, int]) -> None:
@@ -132,7 +138,7 @@ class StoreSource:
         view.lr = lr.last() if lr else view.lr
         view.teacher_ms = reader.last_value(m.TEACHER_MS) or 0.0
         view.frames_per_second = reader.last_value(m.FRAMES_PER_SECOND) or 0.0
-        self._check_status(view)
+        self.check_status(view)
         settle_history(view)
         if view.evals:
             view.evals[-1] = self.with_samples(view.evals[-1])
@@ -165,7 +171,7 @@ class StoreSource:
             view.add_entry(TimelineEntry(row["step"], row["time"], "eval", "info", text))
         self.marks = marks
 
-    def _check_status(self, view: RunView) -> bool:
+    def check_status(self, view: RunView) -> bool:
         """A process that died without a word shows as killed, not running."""
         summary = self.reader.summary()
         if summary is None or summary.status == view.state:
@@ -179,6 +185,9 @@ class StoreSource:
 
     def send(self, command: Command) -> None:
         self.reader.send(command, source="attach")
+
+    def run_ended(self) -> bool:
+        return True  # owns no run
 
     def load_range(self, view: RunView) -> None:
         load_series(self.reader, view)
@@ -229,6 +238,9 @@ class BusSource:
     def send(self, command: Command) -> None:
         self.host.send(command)
 
+    def run_ended(self) -> bool:
+        return self.host.done.is_set()
+
     def load_range(self, view: RunView) -> None:
         view.charts_version += 1  # the points in memory are all there is: redraw over the range
 
@@ -237,3 +249,84 @@ class BusSource:
 
     def close(self) -> None:
         return None
+
+
+# ---------------------------------------------------------------------- from a started job
+
+
+class JobSource:
+    """A job of several processes this console started: followed through its store like an
+    attached run, but owned: quitting the screen stops the whole job."""
+
+    owns_run = True
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.store: StoreSource | None = None
+        self.pending: list[Command] = []  # sent before the run existed: delivered when it does
+        self._ended = False
+
+    def read(self, view: RunView) -> bool:
+        if self.store is None and not self._attach():
+            return self._starting(view)
+        assert self.store is not None
+        changed = self.store.read(view)
+        if not self.job.running and not self._ended:
+            self._ended = True
+            changed |= self.store.check_status(view)  # a job that died shows as killed
+            if self.job.process.returncode not in (0, 130) and view.state in LIVE_STATES:
+                view.state = "failed"
+                view.apply_failure(self._exit_text())
+                changed = True
+            self.job.finish()
+        return changed
+
+    def _attach(self) -> bool:
+        run_dir = self.job.find_run()
+        if run_dir is None or not (run_dir / "run.db").exists():
+            return False
+        self.store = StoreSource(RunReader(run_dir))
+        for command in self.pending:
+            self.store.send(command)
+        self.pending.clear()
+        return True
+
+    def _starting(self, view: RunView) -> bool:
+        """No run yet: torchrun and the data are starting, or the job failed before its run."""
+        if self.job.running or self._ended:
+            return False
+        self._ended = True
+        view.state = "failed"
+        view.apply_failure(self._exit_text())
+        return True
+
+    def _exit_text(self) -> str:
+        said = " | ".join(self.job.last_lines(2)) or "no output"
+        return f"job exited with code {self.job.process.returncode}: {said} (log: {self.job.log})"
+
+    def can_control(self, view: RunView) -> bool:
+        return self.job.running and (self.store is None or view.state in LIVE_STATES)
+
+    def send(self, command: Command) -> None:
+        if self.store is not None:
+            self.store.send(command)
+        elif isinstance(command, Stop):
+            self.job.terminate()  # nothing trained yet: nothing to checkpoint
+        else:
+            self.pending.append(command)
+
+    def run_ended(self) -> bool:
+        return not self.job.running
+
+    def load_range(self, view: RunView) -> None:
+        if self.store is not None:
+            self.store.load_range(view)
+
+    def with_samples(self, evaluation: EvalFinished) -> EvalFinished:
+        return self.store.with_samples(evaluation) if self.store is not None else evaluation
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if not self.job.running:
+            self.job.finish()
