@@ -94,6 +94,8 @@ async def test_attach_pauses_and_resumes_a_headless_run(tmp_path: Path) -> None:
             return path
 
         def steps() -> int:
+            if not (run_dir() / "run.db").exists():
+                return 0  # the run directory is made first, its store a moment later
             with RunReader(run_dir()) as reader:
                 return reader.last_step()
 
