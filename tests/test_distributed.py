@@ -67,17 +67,26 @@ def only_run(runs: Path) -> Path:
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path) -> None:
-    steps = ("training.max_steps=6", "training.eval_every=3")
+    """8 batches of 3: one process accumulating 4 per step sees exactly the batches two
+    processes accumulating 2 each see (every other batch each); the ranks all-reduce once per
+    step (DDP's no_sync on the first micro-batch), which must not change the result."""
+    steps = ("training.max_steps=6", "training.eval_every=3", "data.batch_size=3")
     one = signconsole(
         "run",
         str(PROFILE),
         "--runs-dir",
         str(tmp_path / "one"),
-        sets=(*steps, "training.grad_accumulation=2"),
+        sets=(*steps, "training.grad_accumulation=4"),
     )
     assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
     two = signconsole(
-        "run", str(PROFILE), "--runs-dir", str(tmp_path / "two"), "--nproc", "2", sets=steps
+        "run",
+        str(PROFILE),
+        "--runs-dir",
+        str(tmp_path / "two"),
+        "--nproc",
+        "2",
+        sets=(*steps, "training.grad_accumulation=2"),
     )
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     single, double = losses(only_run(tmp_path / "one")), losses(only_run(tmp_path / "two"))

@@ -266,10 +266,13 @@ class Engine:
         gradient is not finite: weights never see a NaN)."""
         losses, frames = [], 0
         self.buffer_guard.save()
-        for batch in batches:
+        for index, batch in enumerate(batches):
             on_device = batch.to(self.device, non_blocking=True)
-            loss, parts, output = self.compute_loss(on_device)
-            self.scaler.scale(loss / len(batches)).backward()
+            # DDP all-reduces the gradients once, on the step's last micro-batch (no_sync)
+            last = index == len(batches) - 1
+            with contextlib.nullcontext() if last or self.ddp is None else self.ddp.no_sync():
+                loss, parts, output = self.compute_loss(on_device)
+                self.scaler.scale(loss / len(batches)).backward()
             losses.append(loss.detach())
             frames += on_device.frames
         self.scaler.unscale_(self.optimizer)
@@ -325,6 +328,8 @@ class Engine:
         """The module the steps call: DDP over the parameters that train now (rebuilt after a
         stage change, on every rank at the same step), compiled when the profile asks."""
         wrapped = self.dist.wrap(self.model, self.device)
+        parallel = isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+        self.ddp = wrapped if parallel else None
         compile_it = self.profile.training.compile
         self.forward_model = torch.compile(wrapped, dynamic=True) if compile_it else wrapped
 
