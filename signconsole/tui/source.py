@@ -287,7 +287,7 @@ class JobSource:
             return False
         self.store = StoreSource(RunReader(run_dir))
         for command in self.pending:
-            self.store.send(command)
+            self.send(command)
         self.pending.clear()
         return True
 
@@ -309,7 +309,7 @@ class JobSource:
 
     def send(self, command: Command) -> None:
         if self.store is not None:
-            self.store.send(command)
+            self.store.reader.send(command, source="console")  # this console's own job
         elif isinstance(command, Stop):
             self.job.terminate()  # nothing trained yet: nothing to checkpoint
         else:
