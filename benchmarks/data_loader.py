@@ -40,6 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from signconsole.data.dataset import BucketBatchSampler  # noqa: E402
+from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.loader import batch_stream  # noqa: E402
 from signconsole.data.prepare import prepare_data  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
@@ -69,7 +70,7 @@ class Loop:
 
     def __init__(self, profile, vocabulary_size: int, device: torch.device) -> None:
         torch.manual_seed(0)
-        self.model = build_model(profile.model, vocabulary_size).to(device).train()
+        self.model = build_model(profile.model, LAYOUT.dim, vocabulary_size).to(device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.device = device
         precision = profile.training.precision

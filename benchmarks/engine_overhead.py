@@ -54,6 +54,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from signconsole.data.dataset import Batch, BucketBatchSampler, collate  # noqa: E402
+from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
 from signconsole.events import Event, EventBus, StepLogged  # noqa: E402
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         bus.subscribe(sink)
         engine = Engine(profile, bus, runs_dir=Path(tmp), data=data)
         engine.setup()  # seeds, builds the model, subscribes the RunRecorder
-        bare_model = build_model(profile.model, len(data.vocabulary))
+        bare_model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
         bare_model.load_state_dict(engine.model.state_dict())  # identical initial weights
         parameters = sum(p.numel() for p in bare_model.parameters())
         print(f"model: {profile.model.architecture}, {parameters / 1e6:.2f}M parameters")
