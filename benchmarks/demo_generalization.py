@@ -34,14 +34,9 @@ from signconsole.commands.evaluate import run_or_name  # noqa: E402
 from signconsole.data.corpus import Corpus  # noqa: E402
 from signconsole.data.dataset import SequenceDataset  # noqa: E402
 from signconsole.data.fingerspell import ensure_corpus  # noqa: E402
-from signconsole.data.lexicon import (  # noqa: E402
-    CORPUS_VARIATION,
-    OUTPUT_FPS,
-    clip_bank,
-    load_alphabet,
-    render,
-)
+from signconsole.data.lexicon import OUTPUT_FPS, clip_bank, load_alphabet  # noqa: E402
 from signconsole.data.readers import write_landmarks  # noqa: E402
+from signconsole.data.spelling import CORPUS_VARIATION, render  # noqa: E402
 from signconsole.engine.evaluate import evaluate_model  # noqa: E402
 from signconsole.engine.inference import load_trained  # noqa: E402
 

@@ -22,8 +22,9 @@ from signconsole.data.fingerspell import (
     spell,
 )
 from signconsole.data.layout import FeatureLayout
-from signconsole.data.lexicon import clip_bank, render
+from signconsole.data.lexicon import clip_bank
 from signconsole.data.readers import read_sequence
+from signconsole.data.spelling import render
 
 SPLITS = ("train", "dev", "test")
 SMALL = {"train": 30, "dev": 6, "test": 6}

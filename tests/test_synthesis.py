@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
-from signconsole.data.lexicon import CORPUS_VARIATION, Variation
 from signconsole.data.prepare import prepare_data
+from signconsole.data.spelling import CORPUS_VARIATION, Variation
 from signconsole.data.synthesis import Speller
 
 WORDS = [tuple("CAT"), tuple("DOG"), tuple("HOUSE"), tuple("GREEN"), tuple("WATER")]

@@ -1,7 +1,7 @@
 """The built-in demo corpus: continuous fingerspelling spelled from real MediaPipe poses.
 
 A sample is a word spelled by chaining its letters' clips from the `spoken-to-signed` lexicon
-(`lexicon.py` renders it, each with its own variation). Dev and test words are held out from
+(`spelling.py` renders it, each with its own variation). Dev and test words are held out from
 train. Training may also draw new sequences every epoch instead (`synthesis.py`).
 
 The output is a Phoenix-2014 layout directory, so the one corpus loader serves both:
@@ -42,10 +42,10 @@ from signconsole.data.lexicon import (  # noqa: F401 (re-exported: the corpus AP
     clip_bank,
     lexicon_dir,
     load_alphabet,
-    render,
     spell,
 )
 from signconsole.data.readers import write_landmarks
+from signconsole.data.spelling import render
 
 FORMAT_VERSION = 2  # bump when the output changes for the same config: old caches rebuild
 SPLITS = ("train", "dev", "test")

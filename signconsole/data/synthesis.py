@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
-from signconsole.data.lexicon import CORPUS_VARIATION, clip_bank, load_alphabet, render
+from signconsole.data.lexicon import clip_bank, load_alphabet
+from signconsole.data.spelling import CORPUS_VARIATION, render
 
 # Frames of one letter, measured on the stored ASL corpus (46155 frames for 3.4k letters);
 # used only for bucketing, where a rough estimate is enough.

@@ -1,0 +1,254 @@
+"""Spelled sequences rendered from the lexicon's letter clips (lexicon.py).
+
+A spelled sequence chains its letters' clips: the raise and lower phases between letters are
+mostly cut so the letters flow, short eased transitions join them, and every letter and every
+sequence gets its own variation (speed, trimming, hand rotation, an affine jitter of the whole
+body, landmark noise) drawn from the ranges of a `Variation`. With a single clip per letter, that
+variation is all the variety the data has.
+
+`fingerspell.py` renders a fixed corpus with these functions; `synthesis.py` renders new training
+sequences on the fly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from signconsole.data.layout import LEFT_SHOULDER, RIGHT_SHOULDER
+from signconsole.data.lexicon import _HANDS, OUTPUT_FPS, ClipBank, _Clip
+
+DOUBLE_SLIDE = (12.0, 30.0)  # px: a repeated letter slides sideways, as signers do
+
+
+@dataclass(frozen=True)
+class Variation:
+    """Uniform ranges of the variation of a rendered sequence. Pixel values are on the lexicon's
+    canvas, where the shoulders are ~200 px apart. The defaults are the fixed corpus's."""
+
+    tempo: tuple[float, float] = (0.8, 1.25)  # per sequence: >1 is slower (more frames)
+    hold_speed: tuple[float, float] = (0.3, 0.8)  # per letter: share of the hold kept (stretched)
+    motion_speed: tuple[float, float] = (0.7, 1.3)  # per letter: stretch of raise/lower motion
+    edge_keep: tuple[float, float] = (0.4, 1.0)  # share of the first raise / last lower kept
+    inner_keep: tuple[float, float] = (0.0, 0.35)  # same between letters (the hand stays up)
+    transition_frames: tuple[int, int] = (2, 5)  # eased frames between letters, inclusive
+    hand_rotation: float = 8.0  # degrees, per letter, each hand about its wrist
+    hand_scale: tuple[float, float] = (0.94, 1.06)  # per letter, each hand about its wrist
+    body_rotation: float = 7.0  # degrees, per sequence, about the shoulder centre
+    body_scale: tuple[float, float] = (0.9, 1.1)
+    body_aspect: tuple[float, float] = (0.96, 1.04)
+    body_shift: float = 20.0  # px
+    noise_sigma: tuple[float, float] = (0.4, 1.2)  # px, per-frame gaussian on x and y
+
+    def widened(self, factor: float) -> Variation:
+        """Every range `factor` times as wide about its centre (speeds and keeps stay positive,
+        keeps at most 1): training on wider ranges than any test set covers what it cannot see."""
+
+        if factor == 1.0:
+            return self  # exactly the corpus's ranges, not a rounding away from them
+
+        def wide(low: float, high: float, floor: float = 0.05, ceil: float = 1e9) -> tuple:
+            centre, half = (low + high) / 2, (high - low) / 2 * factor
+            return (max(floor, centre - half), min(ceil, centre + half))
+
+        return replace(
+            self,
+            tempo=wide(*self.tempo),
+            hold_speed=wide(*self.hold_speed),
+            motion_speed=wide(*self.motion_speed),
+            edge_keep=wide(*self.edge_keep, floor=0.0, ceil=1.0),
+            inner_keep=wide(*self.inner_keep, floor=0.0, ceil=1.0),
+            transition_frames=(
+                max(1, round(self.transition_frames[0] / factor)),
+                round(self.transition_frames[1] * factor),
+            ),
+            hand_rotation=self.hand_rotation * factor,
+            hand_scale=wide(*self.hand_scale),
+            body_rotation=self.body_rotation * factor,
+            body_scale=wide(*self.body_scale),
+            body_aspect=wide(*self.body_aspect),
+            body_shift=self.body_shift * factor,
+            noise_sigma=wide(*self.noise_sigma, floor=0.0),
+        )
+
+
+CORPUS_VARIATION = Variation()
+
+
+def _letter_positions(
+    clip: _Clip, keep_raise: float, keep_lower: float, hold_speed: float, motion_speed: float
+) -> np.ndarray:
+    """Fractional clip-frame positions for one letter at the output frame rate.
+
+    The kept part of the raise, the hold and the kept part of the lower phase are each
+    time-stretched on their own, so holds can shrink while the motion keeps its pace.
+    """
+    first, last, end_frame = clip.raise_end, clip.lower_start, clip.frames - 1
+    start = first - round(keep_raise * first)
+    end = last + round(keep_lower * (end_frame - last))
+    knots = np.array([start, first, last, end], dtype=np.float64)
+    outputs = []
+    for length, speed, minimum in (
+        (first - start, motion_speed, 0),
+        (last - first, hold_speed, 2),  # even a one-frame hold is seen for a couple of frames
+        (end - last, motion_speed, 0),
+    ):
+        frames = round(length * clip.seconds_per_frame * OUTPUT_FPS * speed)
+        outputs.append(max(frames, minimum, 1 if length else 0))
+    times = np.concatenate([[0], np.cumsum(outputs)])
+    return np.interp(np.arange(times[-1] + 1), times, knots)
+
+
+@dataclass
+class _Timeline:
+    """Per output frame: the two bank frames it blends, their weight, and the hands' jitter."""
+
+    first: list[np.ndarray]  # [n] bank frame
+    second: list[np.ndarray]  # [n] bank frame
+    weight: list[np.ndarray]  # [n] of `second`
+    hands: list[np.ndarray]  # [n, 2 hands, 4]: angle, scale, shift x, shift y
+
+    def add(
+        self, first: np.ndarray, second: np.ndarray, weight: np.ndarray, hands: np.ndarray
+    ) -> None:
+        self.first.append(first)
+        self.second.append(second)
+        self.weight.append(weight)
+        self.hands.append(hands)
+
+
+def _hand_state(
+    rng: np.random.Generator, clip: _Clip, repeated: np.ndarray | None, variation: Variation
+) -> np.ndarray:
+    """[2 hands, 4] jitter of one letter; `repeated` is the previous state for a double letter."""
+    state = np.zeros((2, 4))
+    limit = np.deg2rad(variation.hand_rotation)
+    state[:, 0] = rng.uniform(-limit, limit, size=2)
+    state[:, 1] = rng.uniform(*variation.hand_scale, size=2)
+    if repeated is not None:
+        # Two identical clips in a row would be one long hold; signers mark the repeat with a
+        # small slide of the signing hand, which also shows a recognizer the letter boundary.
+        state[:, 2:] = repeated[:, 2:]
+        slide = rng.uniform(*DOUBLE_SLIDE) * rng.choice([-1.0, 1.0])
+        state[clip.hand, 2] += slide
+    return state
+
+
+def _timeline(
+    glosses: tuple[str, ...], bank: ClipBank, rng: np.random.Generator, variation: Variation
+) -> _Timeline:
+    v = variation
+    timeline = _Timeline([], [], [], [])
+    tempo = rng.uniform(*v.tempo)
+    previous: tuple[int, np.ndarray] | None = None  # last bank frame and hand state
+    for index, gloss in enumerate(glosses):
+        clip = bank.clips[gloss]
+        keep_raise = rng.uniform(*(v.edge_keep if index == 0 else v.inner_keep))
+        keep_lower = rng.uniform(*(v.edge_keep if index == len(glosses) - 1 else v.inner_keep))
+        hold_speed = tempo * rng.uniform(*v.hold_speed)
+        motion_speed = tempo * rng.uniform(*v.motion_speed)
+        repeated = previous[1] if previous and glosses[index - 1] == gloss else None
+        hands = _hand_state(rng, clip, repeated, v)
+        positions = _letter_positions(clip, keep_raise, keep_lower, hold_speed, motion_speed)
+        floor = np.floor(positions).astype(np.int64)
+        if previous is not None:
+            last_frame, last_hands = previous
+            steps = int(rng.integers(v.transition_frames[0], v.transition_frames[1] + 1))
+            t = np.arange(1, steps + 1) / (steps + 1)
+            ease = t * t * (3 - 2 * t)  # smoothstep: the hand accelerates, then settles
+            timeline.add(
+                np.full(steps, last_frame),
+                np.full(steps, clip.offset + floor[0]),
+                ease,
+                last_hands + (hands - last_hands) * ease[:, None, None],
+            )
+        timeline.add(
+            clip.offset + floor,
+            clip.offset + np.minimum(floor + 1, clip.frames - 1),
+            positions - floor,
+            np.broadcast_to(hands, (len(positions), 2, 4)),
+        )
+        previous = (clip.offset + int(round(positions[-1])), hands)
+    return timeline
+
+
+def _rotate(xy: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rotate and scale [T, K, 2] offsets by per-frame angle [T] and scale [T]."""
+    cos, sin = (np.cos(angle) * scale)[:, None], (np.sin(angle) * scale)[:, None]
+    x, y = xy[..., 0], xy[..., 1]
+    return np.stack([cos * x - sin * y, sin * x + cos * y], axis=-1)
+
+
+def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray) -> None:
+    """Per-letter rotation and scale of each hand about its wrist, then its shift (in place).
+
+    The pose's hand points (wrist, pinky, index, thumb) move with the hand so body and hand
+    agree. Where the pivot wrist is missing (ase never sees pose 15, yet sees the fingers next to
+    it) those points are only shifted: rotating about a missing point would fling them away.
+    """
+    for side, (hand, pose_points) in enumerate(_HANDS):
+        angle, scale, shift = hands[:, side, 0], hands[:, side, 1], hands[:, side, None, 2:]
+        for group in (np.arange(hand.start, hand.stop), np.array(pose_points)):
+            pivot_present = mask[:, group[0]]
+            wrist = points[:, group[0], None, :2].copy()
+            offsets = points[:, group[1:], :2] - wrist
+            rotated = wrist + _rotate(
+                offsets, np.where(pivot_present, angle, 0.0), np.where(pivot_present, scale, 1.0)
+            )
+            points[:, group[1:], :2] = rotated
+            points[:, group, :2] += shift.astype(np.float32)
+
+
+def _jitter_body(
+    points: np.ndarray, mask: np.ndarray, rng: np.random.Generator, variation: Variation
+) -> None:
+    """One affine per sample about the shoulder centre: rotation, scale, aspect, shift."""
+    both = mask[:, LEFT_SHOULDER] & mask[:, RIGHT_SHOULDER]
+    if both.any():
+        shoulders = points[both][:, [LEFT_SHOULDER, RIGHT_SHOULDER], :2]
+        pivot = shoulders.mean(axis=(0, 1))
+    else:
+        pivot = points[mask][:, :2].mean(axis=0) if mask.any() else np.zeros(2, np.float32)
+    limit = np.deg2rad(variation.body_rotation)
+    angle = rng.uniform(-limit, limit)
+    scale = rng.uniform(*variation.body_scale)
+    aspect = rng.uniform(*variation.body_aspect)
+    shift = rng.uniform(-variation.body_shift, variation.body_shift, size=2)
+    cos, sin = np.cos(angle), np.sin(angle)
+    matrix = np.array([[cos, -sin], [sin, cos]]) @ np.diag([scale * aspect, scale / aspect])
+    offset = (pivot + shift - matrix @ pivot).astype(np.float32)
+    m = matrix.astype(np.float32)
+    # Written out per coordinate: a [T*543, 2] @ [2, 2] matmul took ~15x as long.
+    x, y = points[..., 0].copy(), points[..., 1].copy()
+    points[..., 0] = m[0, 0] * x + m[0, 1] * y + offset[0]
+    points[..., 1] = m[1, 0] * x + m[1, 1] * y + offset[1]
+
+
+def render(
+    glosses: tuple[str, ...],
+    bank: ClipBank,
+    rng: np.random.Generator,
+    variation: Variation = CORPUS_VARIATION,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One spelled sequence: landmarks [T, 543, 3] float32 and mask [T, 543]."""
+    timeline = _timeline(glosses, bank, rng, variation)
+    first = np.concatenate(timeline.first)
+    second = np.concatenate(timeline.second)
+    weight = np.concatenate(timeline.weight).astype(np.float32)
+    w = weight[:, None, None]
+    points = bank.landmarks[first] * (1 - w) + bank.landmarks[second] * w
+    # A blended landmark exists only where every frame it draws from has it: a hand the
+    # lexicon masked is never invented by interpolation.
+    mask = (bank.mask[first] | (weight >= 1)[:, None]) & (
+        bank.mask[second] | (weight <= 0)[:, None]
+    )
+    _jitter_hands(points, mask, np.concatenate(timeline.hands))
+    _jitter_body(points, mask, rng, variation)
+    sigma = rng.uniform(*variation.noise_sigma)
+    # torch's generator draws normals ~2x as fast as numpy's; seeded from the sample's stream.
+    noise = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    points[..., :2] += sigma * torch.randn(points[..., :2].shape, generator=noise).numpy()
+    points = np.where(mask[..., None], points, 0.0).astype(np.float32)
+    return points, mask
