@@ -15,6 +15,7 @@ from signconsole.engine.checkpoint import load_checkpoint
 from signconsole.errors import UserError
 from signconsole.events import (
     AlarmRaised,
+    CheckpointSaved,
     CommandApplied,
     EvalFinished,
     RunFinished,
@@ -210,3 +211,52 @@ def test_a_run_that_is_training_cannot_be_resumed_twice(small_profile, train) ->
         train(small_profile("training.max_steps=4"), resume=run_dir)  # another live holder
     again = train(small_profile("training.max_steps=4"), resume=run_dir)  # free again
     assert again.result.steps == 4
+
+
+def test_checkpoint_minutes_refreshes_last_between_evaluations(small_profile, train) -> None:
+    """`training.checkpoint_minutes`: last.pt is refreshed by training time, not only at
+    evaluations, so a crash loses at most that much."""
+
+    def saves(*overrides: str) -> list[int]:
+        profile = small_profile("training.max_steps=8", "training.eval_every=100", *overrides)
+        trained = train(profile)
+        return [e.step for e in trained.of(CheckpointSaved, which="last")]
+
+    assert saves("training.checkpoint_minutes=0") == [8]  # off: only the end of the run
+    # 6 ms of training, shorter than any step: every step refreshes it
+    assert saves("training.checkpoint_minutes=0.0001") == list(range(1, 9))
+
+
+def test_a_full_disk_while_writing_best_never_names_a_best_that_is_not_on_disk(
+    small_profile, train, runs_dir, monkeypatch
+) -> None:
+    """best.pt cannot be written (ENOSPC) at the first evaluation: the run fails, and neither
+    its summary nor the run store names a best checkpoint that is not on disk."""
+    import errno
+
+    from signconsole.engine import trainer as trainer_module
+    from signconsole.store.catalog import summarize
+
+    real_save = trainer_module.save_checkpoint
+
+    def save(path, state):
+        if path.name == "best.pt":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(path, state)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    ended: list[RunFinished] = []
+
+    def keep_end(event, engine) -> None:
+        if isinstance(event, RunFinished):
+            ended.append(event)
+
+    with pytest.raises(OSError, match="No space left"):
+        train(small_profile("training.max_steps=12", "training.eval_every=2"), keep_end)
+    [end] = ended  # what the printed summary and the console's last line say
+    assert end.status == "failed" and end.best_step is None and end.best_error_rate is None
+    [run_dir] = list(runs_dir.iterdir())
+    assert not (run_dir / "checkpoints" / "best.pt").exists()
+    summary = summarize(run_dir)
+    assert summary.status == "failed"
+    assert summary.best_step is None and summary.best_error_rate is None

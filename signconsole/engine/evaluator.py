@@ -55,8 +55,15 @@ class Evaluator:
         is_best = state.best_error_rate is None or rate < state.best_error_rate
         if is_best:
             # best.pt is written before anything records it as the best (last.pt, the store).
+            # It holds the state that names it the best; a write that fails (a full disk) puts
+            # the previous best back, so the failed run's summary names the best.pt on disk.
+            previous = state.best_error_rate, state.best_step
             state.best_error_rate, state.best_step = rate, state.step
-            engine.checkpoint("best")
+            try:
+                engine.checkpoint("best")
+            except BaseException:
+                state.best_error_rate, state.best_step = previous
+                raise
         for callback in engine.callbacks:
             callback.on_eval_end(engine, "dev", rate, is_best)
         self._publish("dev", result, is_best)
