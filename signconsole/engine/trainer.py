@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,26 +23,20 @@ import torch
 from signconsole.config import Profile
 from signconsole.data.dataset import Batch
 from signconsole.data.loader import batch_stream
-from signconsole.data.prepare import PreparedData, Progress, prepare_data
+from signconsole.data.prepare import PreparedData, Progress
 from signconsole.engine import callbacks as cb
-from signconsole.engine import checkpointing, preflight, run_files, setup
+from signconsole.engine import checkpointing
+from signconsole.engine.assembly import assemble
 from signconsole.engine.checkpoint import save_checkpoint
-from signconsole.engine.distill import Teacher, TeacherTimer, load_teacher
+from signconsole.engine.distill import Teacher, TeacherTimer
 from signconsole.engine.distributed import Distributed
-from signconsole.engine.evaluator import Evaluator
-from signconsole.engine.freeze import StageControl
-from signconsole.engine.health import BufferGuard, HealthMonitor, stage_grad_norms
-from signconsole.engine.inbox import CommandInbox
+from signconsole.engine.health import stage_grad_norms
 from signconsole.engine.losses import ctc_loss, distillation_loss
-from signconsole.engine.run_events import publish_start, run_finished
-from signconsole.engine.schedule import LearningRateControl
+from signconsole.engine.run_events import run_finished
 from signconsole.engine.setup import resolve_device
 from signconsole.engine.state import TrainState
-from signconsole.errors import UserError
 from signconsole.events import CheckpointSaved, EventBus, StageChanged, StateChanged
-from signconsole.models.contract import EncoderTap, forward, model_stages
-from signconsole.models.registry import build_from_source
-from signconsole.profile import profile_to_toml, with_absolute_paths
+from signconsole.models.contract import forward
 
 FINAL_STATUSES = ("finished", "stopped", "failed")
 
@@ -101,74 +94,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------- setup
     def setup(self) -> None:
-        profile, training = self.profile, self.profile.training
-        torch.manual_seed(training.seed)
-        random.seed(training.seed)
-        if training.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        self.device = resolve_device(training.device)
-        if self.dist.enabled:
-            self.dist.start(training.device)  # a no-op when `signconsole run` joined already
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", self.dist.local_rank)
-        setup.check_precision(training, self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not training.deterministic
-        if self.data is None:
-            self.data = prepare_data(profile, self.progress)
-        data = self.data
-        self.vocabulary = data.vocabulary
-        if profile.kind == "distill":
-            self.teacher = load_teacher(
-                profile, list(self.vocabulary.tokens), data.stats, self.device
-            )
-        probe = setup.probe_batch(data.train, profile.data.batch_size)
-        self.input_dim = int(probe.features.shape[-1])
-        self.model_source, source_note = run_files.model_source(profile, self.resume_dir)
-        self.model = build_from_source(
-            self.model_source, profile.model, self.input_dim, len(self.vocabulary)
-        ).to(self.device)
-        self.contract = setup.check_contract(
-            self.model, probe, len(self.vocabulary), self.device, profile.source or profile.name
-        )
-        self.stages = model_stages(self.model)
-        self.encoder_tap = EncoderTap(self.stages)
-        self.buffer_guard = BufferGuard(self.model)
-        self.pretrained_report = (
-            setup.load_pretrained_weights(self.model, self.stages, profile, self.vocabulary)
-            if profile.model.pretrained.path and self.resume_dir is None  # resume has its own
-            else None
-        )
-        self.control = StageControl(self.stages, profile.freeze, training.max_epochs)
-        for name in profile.optimizer.stage_lr:
-            self.control.check(name, "optimizer.stage_lr")
-        self.optimizer = setup.build_optimizer(self.stages, profile.optimizer)
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=training.precision == "fp16" and self.device.type == "cuda"
-        )
-        self.sampler = setup.make_sampler(profile, data.train)
-        if not len(self.sampler):
-            raise UserError(f"{data.root}: the train split has no sequences to train on")
-        batches_per_rank = len(self.sampler) // self.dist.world
-        if not batches_per_rank:
-            raise UserError(
-                f"{data.root}: {len(self.sampler)} training batches cannot feed "
-                f"{self.dist.world} processes; use fewer processes or a smaller data.batch_size"
-            )
-        self.steps_per_epoch, self.total_steps = setup.step_counts(training, batches_per_rank)
-        self.lr_control = LearningRateControl(
-            profile.optimizer.learning_rate, profile.schedule, self.total_steps
-        )
-        self.health = HealthMonitor(profile.health, profile.schedule.warmup_steps, self.bus.publish)
-        self.evaluator = Evaluator(self)
-        self.callbacks = cb.standard_callbacks(training, self.clock, CommandInbox())
-        self.agreement = next(c for c in self.callbacks if isinstance(c, cb.RankAgreement))
-        self.profile_toml = profile_to_toml(with_absolute_paths(profile))
-        run_files.open_run_dir(self)
-        self.wrap_model()  # after the stages a new run freezes or a resume restores
-        publish_start(self, source_note)
-        preflight.contract_alarms(self.health, self.contract)
-        preflight.data_alarms(self)
+        assemble(self)  # engine/assembly.py: device, data, model, optimizer, run directory
 
     # ------------------------------------------------------------------------------- train
     def run(self) -> RunResult:
