@@ -5,8 +5,9 @@
         --precision bf16 --compile both                            # a GPU machine, as is
 
 Each configuration is a real `signconsole run --nproc N` (torchrun) of the same profile with the
-same per-process batch, so N processes train N times the samples per step. Where the engine logs the time a
-step waited for its batch (`data_wait_ms`), the share of step time spent waiting is printed too.
+same per-process batch, so N processes train N times the samples per step. "data wait" is rank 0's
+logged `data_wait_share`: the share of training time its loop spent waiting for the next batch
+(on a GPU: the share of time the GPU starves for data).
 Rates are rank 0's logged frames/s (each window: data, step, logging) times N, over the mean
 training sequence length; the first logged window (warm-up, compilation) is left out.
 """
@@ -52,7 +53,7 @@ def measure(run_dir: Path, batch: int, nproc: int, frames_per_sample: float) -> 
         )
     ][1:]  # the first window includes the warm-up (and compilation)
     waits = connection.execute(
-        "SELECT AVG(value) FROM metrics WHERE name = 'data_wait_ms'"
+        "SELECT AVG(value) FROM metrics WHERE name = 'data_wait_share'"
     ).fetchone()[0]
     connection.close()
     samples_per_second = sum(rates) / len(rates) * nproc / frames_per_sample
@@ -60,7 +61,7 @@ def measure(run_dir: Path, batch: int, nproc: int, frames_per_sample: float) -> 
     return {
         "steps_per_second": steps_per_second,
         "samples_per_second": samples_per_second,
-        "data_wait_share": (waits * steps_per_second / 1000) if waits is not None else math.nan,
+        "data_wait_share": waits if waits is not None else math.nan,
     }
 
 

@@ -56,6 +56,7 @@ class StepLogged(Event):
     logit_std: float
     skipped_steps: int = 0  # non-finite steps skipped in this interval
     teacher_ms: float = 0.0  # distillation: the teacher's forward pass, per batch (0 otherwise)
+    data_wait_share: float = 0.0  # of this interval's time, spent waiting for the next batch
 
 
 @dataclass(frozen=True)

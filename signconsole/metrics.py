@@ -29,6 +29,7 @@ FRAMES_PER_SECOND = "frames_per_second"
 LOGIT_STD = "logit_std"
 EPOCH = "epoch"
 TEACHER_MS = "teacher_ms"
+DATA_WAIT = "data_wait_share"  # a starved GPU shows here: the step waited for its batch
 DEV_LOSS = "dev/loss"
 DEV_ERROR = "dev/error_rate"
 # The series the console charts (everything else is a single value on the status line).
@@ -60,6 +61,7 @@ def step_metrics(event: StepLogged) -> dict[str, float]:
         LR: event.lr,
         GRAD_TOTAL: event.grad_norm,
         FRAMES_PER_SECOND: event.frames_per_second,
+        DATA_WAIT: event.data_wait_share,
         LOGIT_STD: event.logit_std,
         EPOCH: float(event.epoch),
     }

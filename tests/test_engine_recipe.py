@@ -91,3 +91,15 @@ def test_commands_land_between_optimizer_steps_not_micro_batches(small_profile, 
     )
     assert positions and all(p % 2 == 0 for p in positions)
     assert trained.of(EvalFinished)  # and the run still completes its evaluations
+
+
+def test_each_logged_step_stores_the_share_of_time_spent_waiting_for_data(
+    small_profile, train
+) -> None:
+    """`data_wait_share`: what a person reads to see a starved GPU (0..1 of each interval)."""
+    from signconsole.events import StepLogged
+
+    trained = train(small_profile("training.max_steps=6"))
+    shares = [event.data_wait_share for event in trained.of(StepLogged)]
+    assert len(shares) == 6 and all(0.0 <= share < 1.0 for share in shares), shares
+    assert trained.engine.data_wait > 0.0  # batches are prepared while the loop waits

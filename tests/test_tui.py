@@ -565,8 +565,14 @@ def test_review_screen_snapshot(snap_compare, tmp_path: Path, size: tuple[int, i
 
 def test_help_screen_snapshot(snap_compare) -> None:
     async def open_help(pilot) -> None:
+        # The run behind the dialog drawn in full first: on a busy machine a fixed pause
+        # caught it half drained (charts not drawn yet) and the snapshot differed.
+        while pilot.app.host.events:
+            await pilot.pause(0.1)
         await pilot.pause(0.3)
         pilot.app.clear_notifications()
+        pilot.app.screen.refresh_panes(force_charts=True)
+        await pilot.pause(0.2)
         await pilot.press("question_mark")
         await pilot.pause(0.3)
 

@@ -72,9 +72,11 @@ class StepLogger(Callback):
     skipped: int = 0
     window_start: float = 0.0
     window_frames: int = 0
+    window_wait: float = 0.0  # engine.data_wait when the window began
 
     def on_train_start(self, engine: Engine) -> None:
         self.window_start = time.monotonic()  # frames/s of training, not of setup
+        self.window_wait = engine.data_wait
 
     def on_step_end(self, engine: Engine, result: StepResult) -> None:
         self.losses.append(result.loss)
@@ -108,10 +110,13 @@ class StepLogger(Callback):
                 logit_std=logit_std,
                 skipped_steps=self.skipped,
                 teacher_ms=engine.teacher_timer.take_ms(),
+                data_wait_share=(engine.data_wait - self.window_wait)
+                / max(now - self.window_start, 1e-9),
             )
         )
         self.losses, self.skipped = [], 0
         self.window_start, self.window_frames = now, 0
+        self.window_wait = engine.data_wait
         engine.health.check_gradients(step, float(result.grad_norm), result.stage_norms)
         engine.health.check_logits(step, logit_std)
         encoder = engine.encoder_tap.encoder(output)

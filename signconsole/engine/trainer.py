@@ -22,7 +22,7 @@ import torch
 
 from signconsole.config import Profile
 from signconsole.data.dataset import Batch
-from signconsole.data.loader import batch_stream
+from signconsole.data.loader import BatchStream, batch_stream
 from signconsole.data.prepare import PreparedData, Progress
 from signconsole.engine import callbacks as cb
 from signconsole.engine import checkpointing
@@ -82,6 +82,8 @@ class Engine:
         self.teacher: Teacher | None = None
         self.teacher_timer = TeacherTimer()
         self.clock = cb.ActiveClock()  # training time, pauses left out (the time budget)
+        self._stream: BatchStream | None = None  # this epoch's batches
+        self._waited = 0.0  # seconds spent waiting for the batches of earlier epochs
         self.clock.pause()  # setup (data, model, checks) is not training time
 
     @property
@@ -164,13 +166,21 @@ class Engine:
         threads (data/loader.py) and delivered on the device."""
         self.sampler.set_epoch(self.state.epoch)
         batches = self.dist.shard(self.sampler.batches())[self.state.batch_in_epoch :]
-        return batch_stream(
+        if self._stream is not None:
+            self._waited += self._stream.wait_seconds
+        self._stream = batch_stream(
             self.data.train,
             batches,
             self.device,
             epoch=self.state.epoch,
             workers=self.profile.data.num_workers,
         )
+        return self._stream
+
+    @property
+    def data_wait(self) -> float:
+        """Seconds the loop has waited for its batches (StepLogger's data wait share)."""
+        return self._waited + (self._stream.wait_seconds if self._stream is not None else 0.0)
 
     def take_step(self, batches: list[Batch]) -> None:
         """One optimizer step with its callbacks, and the evaluation when one is due."""
