@@ -119,6 +119,8 @@ class Engine:
                 self._close()
             raise
         finally:
+            if self._stream is not None:
+                self._stream.close()  # an epoch cut short leaves its loader threads running
             lock = getattr(self, "lock", None)
             if lock is not None:
                 lock.release()  # however the run ended, another process may resume it now
@@ -290,6 +292,11 @@ class Engine:
             return  # rank 0 writes the run's checkpoints
         assert self.run_dir is not None
         path = self.run_dir / "checkpoints" / f"{which}.pt"
+        if self.recorder is not None:
+            # What run.db holds up to this step is committed before a checkpoint says the run
+            # got this far: a resume trims only rows after it, so a row still in the writer's
+            # batch when a kill came would otherwise be lost for good.
+            self.recorder.db.flush()
         save_checkpoint(path, checkpointing.checkpoint_state(self))
         if which == "last":
             state = self.state
