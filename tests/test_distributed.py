@@ -110,7 +110,10 @@ def queue(db: Path, payload: dict) -> None:
 def wait_for(condition, what: str, timeout: float = 180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except sqlite3.Error:  # run.db exists but rank 0 is still creating its tables
+            value = None
         if value:
             return value
         time.sleep(0.2)
