@@ -311,7 +311,7 @@ class JobSource:
         if self.store is not None:
             self.store.reader.send(command, source="console")  # this console's own job
         elif isinstance(command, Stop):
-            self.job.terminate()  # nothing trained yet: nothing to checkpoint
+            self.job.stop(command.reason)  # through its store if it has one by now
         else:
             self.pending.append(command)
 
