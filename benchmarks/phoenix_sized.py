@@ -2,7 +2,7 @@
 
 The real Phoenix-2014 annotations (../shared/phoenix-2014: ids, glosses, frame counts) with one
 feature file per sequence at its real length, filled with random values: landmarks (`.npz`,
-float16 + mask, as `signconsole extract` writes them) or precomputed [T, 6516] features (`.npy`,
+float16 + mask, the layout `signconsole extract` writes, uncompressed) or precomputed [T, 6516] features (`.npy`,
 float16, as a feature extractor would store them). Written once per (kind, count) under
 $SIGNCONSOLE_CACHE and reused.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from signconsole.data.layout import FEATURE_DIM, N_LANDMARKS
-from signconsole.data.readers import write_landmarks
 
 PHOENIX = Path(__file__).resolve().parents[2] / "shared" / "phoenix-2014"
 KINDS = ("landmarks", "features")
+FPS = np.float32(25.0)
 
 
 def phoenix_root() -> Path:
@@ -52,9 +52,11 @@ def build(kind: str, count: int | None = None, cache: Path | None = None) -> Pat
         sample = line.split("|")[0]
         length = int(frames[sample])
         if kind == "landmarks":
-            landmarks = rng.random((length, N_LANDMARKS, 3), dtype=np.float32)
+            # The layout `write_landmarks` produces, written uncompressed: compressing 2.6 GB
+            # of random float16 took over 18 minutes and changes nothing the process holds.
+            landmarks = rng.random((length, N_LANDMARKS, 3), dtype=np.float32).astype(np.float16)
             mask = np.ones((length, N_LANDMARKS), dtype=bool)
-            write_landmarks(features / f"{sample}.npz", landmarks, mask, 25.0)
+            np.savez(features / f"{sample}.npz", landmarks=landmarks, mask=mask, fps=FPS)
         else:
             values = rng.standard_normal((length, FEATURE_DIM), dtype=np.float32)
             np.save(features / f"{sample}.npy", values.astype(np.float16))

@@ -144,8 +144,8 @@ def test_a_nan_batch_is_skipped_named_and_weights_stay_finite(
     poisoned_id = small_data.train.entries[3].id
 
     class Poisoned(SequenceDataset):
-        def __getitem__(self, index):
-            item = super().__getitem__(index)
+        def training_item(self, index, synthesized=True):
+            item = super().training_item(index, synthesized)
             if item.id == poisoned_id:
                 item.features = item.features.clone()
                 item.features[2, 5] = math.nan

@@ -25,7 +25,10 @@ def doctor(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["demo-student", "demo-teacher", "overfit"])
 def test_doctor_passes_on_shipped_demo_profiles(name: str) -> None:
-    result = doctor(str(ROOT / "profiles" / f"{name}.toml"))
+    # The student's doctor as shipped (5 sequences); the others on 2, which is all this test
+    # needs to know they learn, at a third of the time.
+    smaller = () if name == "demo-student" else ("--set", "health.overfit_samples=2")
+    result = doctor(str(ROOT / "profiles" / f"{name}.toml"), *smaller)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
     assert "overfit test" in result.stdout and "at 0% after" in result.stdout

@@ -239,7 +239,7 @@ def test_kill_9_loop_during_checkpoint_writes(small_args, tmp_path) -> None:
     pauses = random.Random(16)
     run_dir: Path | None = None
     reached, kept = 0, []
-    for kill in range(4):
+    for kill in range(3):
         args = settings if run_dir is None else [*settings, "--resume", str(run_dir)]
         log = tmp_path / f"kill-{kill}.txt"
         with running(args, runs_dir, log) as process:

@@ -13,6 +13,7 @@ import torch
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.loader import Featurizer, batch_stream, collate_raw
+from signconsole.data.model_input import ModelInput
 
 
 def epoch_batches(dataset: SequenceDataset, epoch: int = 0) -> list[list[int]]:
@@ -61,8 +62,8 @@ def test_raw_batches_are_float16_and_several_times_smaller_than_features(spelled
 def test_per_sample_normalization_of_a_padded_batch_ignores_the_padding(spelled_data) -> None:
     train = spelled_data.train
     items = [train.raw_item(i) for i in range(3)]
-    batch = Featurizer(train.coordinates, "per_sample", None)(collate_raw(items))
-    alone = Featurizer(train.coordinates, "per_sample", None)(collate_raw(items[:1]))
+    batch = Featurizer(ModelInput(train.coordinates, "per_sample", None))(collate_raw(items))
+    alone = Featurizer(ModelInput(train.coordinates, "per_sample", None))(collate_raw(items[:1]))
     length = int(alone.lengths[0])
     torch.testing.assert_close(batch.features[0, :length], alone.features[0], rtol=1e-4, atol=1e-4)
     assert not batch.features[0, length:].any()

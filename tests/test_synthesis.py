@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
+from signconsole.data.dataset import collate
+from signconsole.data.layout import LAYOUT
+from signconsole.data.normalize import ignored_groups, normalize
 from signconsole.data.prepare import prepare_data
 from signconsole.data.spelling import CORPUS_VARIATION, Variation
 from signconsole.data.synthesis import Speller
@@ -87,10 +91,31 @@ def test_prepared_demo_data_spells_new_training_sequences(spelled_data) -> None:
     first = train.training_item(0)
     train.set_epoch(1)
     second = train.training_item(0)
-    assert first.id != second.id and first.features.shape[1] == 6516
+    assert first.id != second.id and collate([first]).features.shape[-1] == 6516
     assert not (
         first.features.shape == second.features.shape and (first.features == second.features).all()
     )
     assert all(0 < t < len(spelled_data.vocabulary) for t in first.targets)
     assert train[0].id == train.entries[0].id  # checks and the doctor read the stored files
     train.set_epoch(0)
+
+
+def test_an_ignored_face_is_never_derived_and_the_model_sees_the_same_input(spelled_data) -> None:
+    # The demo ignores the face: training items carry only the other columns, the speller
+    # renders no face, and collate's full vector equals deriving everything and normalizing.
+    train = spelled_data.train
+    assert "face" in ignored_groups(train.stats)
+    train.set_epoch(0)
+    item = train.training_item(3)
+    assert item.columns is not None and item.features.shape[1] == 6516 - 4 * 1404
+    raw = train.raw_item(3)
+    assert not raw.mask[:, LAYOUT.face_landmarks].any()  # the face is not rendered
+    full, valid = LAYOUT.features_with_validity(raw.landmarks, raw.mask, train.coordinates)
+    expected = normalize(full, valid, train.normalization, train.stats)
+    batch = collate([item])
+    torch.testing.assert_close(batch.features[0], expected)
+    # Stored sequences (checks, evaluation) come full width from __getitem__ too.
+    stored = train[0]
+    assert stored.columns is None and stored.features.shape[1] == 6516
+    for dims in LAYOUT.group_dims("face"):
+        assert (stored.features[:, dims] == 0).all()

@@ -21,8 +21,9 @@ from torch.utils.data import Dataset, Sampler
 
 from signconsole.data.augment import Augmentation, augmentation_generator
 from signconsole.data.corpus import Corpus, Entry
-from signconsole.data.layout import LAYOUT
-from signconsole.data.normalize import FeatureStats, StatsAccumulator, normalize
+from signconsole.data.layout import LAYOUT, Columns
+from signconsole.data.model_input import ModelInput
+from signconsole.data.normalize import FeatureStats, StatsAccumulator, check_groups
 from signconsole.data.readers import read_mapped_features, read_sequence
 from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
@@ -35,6 +36,7 @@ class Item:
     targets: list[int]
     landmarks: torch.Tensor | None = None  # raw items: [T, 543, 3] float16
     mask: torch.Tensor | None = None  # raw items: [T, 543] bool
+    columns: Columns | None = None  # features holds only these columns of the vector
 
 
 @dataclass
@@ -95,6 +97,8 @@ class SequenceDataset(Dataset):
         else:
             self.targets = [vocabulary.encode(entry.glosses, entry.id) for entry in entries]
         self._cache: dict[int, tuple] = {}
+        self._model_input: ModelInput | None = None
+        self._model_input_key: tuple | None = None
         self.skipped: list[str] = []
         if max_frames:
             keep = [i for i in range(len(entries)) if self.length(i) <= max_frames]
@@ -141,40 +145,58 @@ class SequenceDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def raw_features(self, index: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features before normalization and their validity (augmented when asked and set)."""
+    def raw_features(
+        self, index: int, augment: bool = False, columns: Columns | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features before normalization and their validity (augmented when asked and set);
+        derived from landmarks, only `columns` when given. Stored features come whole."""
         raw = self._raw(index)
         if len(raw) == 2:
             landmarks, mask = raw
             if augment and self.augmentation is not None:
                 generator = augmentation_generator(self.epoch, index)
                 landmarks, mask = self.augmentation(landmarks, mask, generator)
-            return LAYOUT.features_with_validity(landmarks, mask, self.coordinates)
+            return LAYOUT.features_with_validity(landmarks, mask, self.coordinates, columns)
         features = raw[0].float()
         return features, torch.ones_like(features, dtype=torch.bool)
 
+    @property
+    def model_input(self) -> ModelInput:
+        """How features are derived and normalized (rebuilt when the statistics change)."""
+        key = (self.coordinates, self.normalization, id(self.stats))
+        if self._model_input is None or self._model_input_key != key:
+            self._model_input = ModelInput(self.coordinates, self.normalization, self.stats)
+            self._model_input_key = key
+        return self._model_input
+
     def __getitem__(self, index: int) -> Item:
         """The stored sequence `index` (augmented when set): normalized float32 [T, 6516]."""
-        features, valid = self.raw_features(index, augment=True)
-        features = normalize(features, valid, self.normalization, self.stats)
-        return Item(self.entries[index].id, features, self.targets[index])
+        item = self.training_item(index, synthesized=False)
+        assert item.features is not None
+        if item.columns is not None:
+            return Item(item.id, item.columns.widen(item.features), item.targets)
+        return item
 
-    def training_item(self, index: int) -> Item:
+    def training_item(self, index: int, synthesized: bool = True) -> Item:
         """What training sees at `index` this epoch: with synthesis a newly spelled sequence,
-        else the stored one. Checks and the doctor read `self[index]`, the stored files."""
-        if self.synthesis is None:
-            return self[index]
-        item = self.raw_item(index)
-        assert item.landmarks is not None and item.mask is not None
-        features, valid = LAYOUT.features_with_validity(item.landmarks, item.mask, self.coordinates)
-        features = normalize(features, valid, self.normalization, self.stats)
-        return Item(item.id, features, item.targets)
+        else the stored one (augmented when set). Checks and the doctor read `self[index]`, the
+        stored files. The features are the derived columns only (`item.columns`; collate puts
+        them in place)."""
+        item = self.raw_item(index, synthesized, shipped=False)
+        model_input = self.model_input
+        if item.landmarks is None:
+            assert item.features is not None
+            return Item(item.id, model_input.stored(item.features), item.targets)
+        assert item.mask is not None
+        features = model_input.derive(item.landmarks, item.mask)
+        columns = None if model_input.columns.full else model_input.columns
+        return Item(item.id, features, item.targets, columns=columns)
 
-    def raw_item(self, index: int) -> Item:
-        """`training_item` before features are derived: float16 landmarks [T, 543, 3] and mask
-        (augmented or synthesized), or stored precomputed features as they are held (float16,
-        not normalized)."""
-        if self.synthesis is not None:
+    def raw_item(self, index: int, synthesized: bool = True, shipped: bool = True) -> Item:
+        """`training_item` before features are derived: landmarks [T, 543, 3] and mask
+        (augmented or synthesized; float16 when `shipped` to a device), or stored precomputed
+        features as they are held (float16, not normalized)."""
+        if synthesized and self.synthesis is not None:
             glosses, landmarks, mask = self.synthesis.sample(index, self.epoch)
             targets = self.vocabulary.encode(list(glosses))
             return Item(f"synth-e{self.epoch}-{index:06d}", None, targets, landmarks, mask)
@@ -186,7 +208,7 @@ class SequenceDataset(Dataset):
         if self.augmentation is not None:
             generator = augmentation_generator(self.epoch, index)
             landmarks, mask = self.augmentation(landmarks, mask, generator)
-            landmarks = landmarks.half()
+            landmarks = landmarks.half() if shipped else landmarks
         return Item(entry_id, None, targets, landmarks, mask)
 
     def read_all(self, report: Callable[[int, int], None] | None = None) -> None:
@@ -200,17 +222,30 @@ class SequenceDataset(Dataset):
                 report(index + 1, len(self))
 
     def compute_stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
+        """Corpus statistics; groups in `ignore` are not even derived (their statistics are
+        set aside: see `normalize.ignoring`)."""
+        check_groups(ignore)
+        columns = LAYOUT.columns(ignore)
         accumulator = StatsAccumulator(LAYOUT.dim)
         for index in range(len(self)):
-            accumulator.add(*self.raw_features(index))
+            features, valid = self.raw_features(index, columns=columns)
+            derived = columns if features.shape[-1] != LAYOUT.dim else None
+            accumulator.add(features, valid, derived.index if derived else None)
         return accumulator.stats(ignore)
 
 
 def collate(items: list[Item]) -> Batch:
     lengths = torch.tensor([item.features.shape[0] for item in items], dtype=torch.long)
-    features = torch.zeros(len(items), int(lengths.max()), items[0].features.shape[1])
+    columns = items[0].columns
+    width = LAYOUT.dim if columns is not None else items[0].features.shape[1]
+    features = torch.zeros(len(items), int(lengths.max()), width)
     for row, item in enumerate(items):
-        features[row, : item.features.shape[0]] = item.features
+        if item.columns is None:
+            features[row, : item.features.shape[0]] = item.features
+        else:  # derived columns only: the rest stays 0, what normalization makes of them
+            features[row, : item.features.shape[0]].index_copy_(
+                -1, item.columns.index, item.features
+            )
     targets = torch.tensor([t for item in items for t in item.targets], dtype=torch.long)
     target_lengths = torch.tensor([len(item.targets) for item in items], dtype=torch.long)
     return Batch([item.id for item in items], features, lengths, targets, target_lengths)

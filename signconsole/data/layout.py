@@ -38,6 +38,7 @@ scale-free view.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -120,6 +121,28 @@ class FeatureLayout:
             slice(spatial.start + k * SPATIAL_DIM, spatial.stop + k * SPATIAL_DIM) for k in range(4)
         ]
 
+    def columns(self, skip: tuple[str, ...] = ()) -> Columns:
+        """The part of the vector a derivation computes: every landmark group but `skip`.
+        Skipped groups are the ones a profile ignores (`data.ignore`): their values would be
+        zeroed by normalization anyway, and the face alone is 86% of the vector."""
+        if not skip:
+            return ALL_COLUMNS
+        groups = self.landmark_groups()
+        unknown = [group for group in skip if group not in groups]
+        if unknown:
+            raise ValueError(
+                f"unknown landmark group(s) {', '.join(unknown)}; use {', '.join(groups)}"
+            )
+        skipped = torch.zeros(N_LANDMARKS, dtype=torch.bool)
+        for group in skip:
+            skipped[groups[group]] = True
+        kept = ~skipped[_VECTOR_ORDER]  # by position in the vector
+        landmarks = _VECTOR_ORDER[kept]
+        positions = torch.arange(N_LANDMARKS)[kept]
+        spatial = (positions[:, None] * 3 + torch.arange(3)).flatten()
+        index = torch.cat([spatial + block * SPATIAL_DIM for block in range(4)])
+        return Columns(landmarks, index, full=False)
+
     def features(
         self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "raw"
     ) -> torch.Tensor:
@@ -130,33 +153,37 @@ class FeatureLayout:
         return self.features_with_validity(landmarks, mask, coordinates)[0]
 
     def features_with_validity(
-        self, landmarks: torch.Tensor, mask: torch.Tensor, coordinates: str = "raw"
+        self,
+        landmarks: torch.Tensor,
+        mask: torch.Tensor,
+        coordinates: str = "raw",
+        columns: Columns | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and a same-shaped bool tensor: True where the value rests on detected
-        landmarks. Normalization uses it so missing values neither skew statistics nor move."""
+        landmarks. Normalization uses it so missing values neither skew statistics nor move.
+        With `columns`, only those columns ([..., T, len(columns.index)], in vector order)."""
         if coordinates not in COORDINATE_SYSTEMS:
             raise ValueError(
                 f"coordinates must be one of {COORDINATE_SYSTEMS}, got {coordinates!r}"
             )
-        points = landmarks.float()
-        present = mask.bool()
-        shoulders_present = present[..., LEFT_SHOULDER] & present[..., RIGHT_SHOULDER]  # [..., T]
-        centre = 0.5 * (
-            points[..., LEFT_SHOULDER, :] + points[..., RIGHT_SHOULDER, :]
-        )  # [..., T, 3]
-        width = (points[..., LEFT_SHOULDER, :2] - points[..., RIGHT_SHOULDER, :2]).norm(dim=-1)
+        columns = columns or ALL_COLUMNS
+        shoulders = landmarks[..., [LEFT_SHOULDER, RIGHT_SHOULDER], :].float()  # [..., T, 2, 3]
+        shoulders_present = mask[..., LEFT_SHOULDER].bool() & mask[..., RIGHT_SHOULDER].bool()
+        centre = shoulders.mean(dim=-2)  # [..., T, 3]
+        width = (shoulders[..., 0, :2] - shoulders[..., 1, :2]).norm(dim=-1)
         # A frame without both shoulders has no body frame: keep it finite, the mask decides.
         width = torch.where(shoulders_present & (width > 1e-6), width, torch.ones_like(width))
+
+        # Landmark order (pose, face, hands) -> vector order (pose, hands, face), kept ones only.
+        order = columns.landmarks.to(landmarks.device)
+        points, present = landmarks[..., order, :].float(), mask[..., order].bool()
         body = (points - centre[..., None, :]) / width[..., None, None]
         if coordinates == "shoulder":
             points = body
         points = torch.where(present[..., None], points, torch.zeros_like(points))
 
-        # Landmark order (pose, face, hands) -> vector order (pose, hands, face).
-        order = _VECTOR_ORDER.to(points.device)
-        points, body, present = points[..., order, :], body[..., order, :], present[..., order]
-        spatial = points.flatten(-2)  # [..., T, 1629]
-        present3 = present.repeat_interleave(3, dim=-1)  # [..., T, 1629]
+        spatial = points.flatten(-2)  # [..., T, 3K]
+        present3 = present.repeat_interleave(3, dim=-1)  # [..., T, 3K]
 
         velocity = torch.zeros_like(spatial)
         both = present3[..., 1:, :] & present3[..., :-1, :]
@@ -177,6 +204,24 @@ class FeatureLayout:
         return features, valid
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The landmarks a derivation reads (in vector order) and the 6516-vector column of each
+    value it produces: a derivation that skips ignored groups computes only those."""
+
+    landmarks: torch.Tensor  # [K] landmark indices into the [..., 543, 3] array
+    index: torch.Tensor  # [12K] columns of the full vector, ascending
+    full: bool  # every column: the values are the whole vector as they are
+
+    def widen(self, values: torch.Tensor) -> torch.Tensor:
+        """[..., C] values -> [..., 6516] with zeros in the skipped columns."""
+        if self.full:
+            return values
+        wide = values.new_zeros((*values.shape[:-1], FEATURE_DIM))
+        wide[..., self.index.to(values.device)] = values
+        return wide
+
+
 def both_padded(valid: torch.Tensor, frames: int, total: int) -> torch.Tensor:
     """Left-pad a validity tensor over time by `frames` False frames (v[0], a[0..1] are
     undefined) and keep the last `total` frames: a 1- or 2-frame sequence has fewer velocity
@@ -193,4 +238,5 @@ _VECTOR_ORDER = torch.cat(
     ]
 )
 
+ALL_COLUMNS = Columns(_VECTOR_ORDER, torch.arange(FEATURE_DIM), full=True)
 LAYOUT = FeatureLayout()

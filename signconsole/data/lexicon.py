@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from signconsole.data.layout import LEFT_SHOULDER, RIGHT_SHOULDER, FeatureLayout
+from signconsole.data.layout import LEFT_SHOULDER, N_FACE, RIGHT_SHOULDER, FeatureLayout
 from signconsole.data.readers import read_sequence
 
 OUTPUT_FPS = 25.0
@@ -139,9 +139,26 @@ class _Clip:
 class ClipBank:
     """Every clip of a language in one array, so a sample is a single vectorized gather."""
 
-    landmarks: np.ndarray  # [N, 543, 3] float32
-    mask: np.ndarray  # [N, 543] bool
+    landmarks: np.ndarray  # [N, K, 3] float32; K = 543 unless `landmark_index` says otherwise
+    mask: np.ndarray  # [N, K] bool
     clips: dict[str, _Clip]
+    landmark_index: np.ndarray | None = None  # the 543-layout index of each column; None: all
+    hands: tuple = _HANDS  # per hand: its landmark range and its pose points, in this bank
+
+    def without_face(self) -> ClipBank:
+        """The bank without the face's 468 landmarks (86% of the work of rendering a
+        sequence), for a profile that ignores the face: its values never reach the model.
+        Pose stays first, so the shoulders and the pose's hand points keep their indices."""
+        if self.landmark_index is not None:
+            return self
+        face = FeatureLayout.face_landmarks
+        keep = np.r_[0 : face.start, face.stop : self.landmarks.shape[1]]
+        hands = tuple(
+            (slice(hand.start - N_FACE, hand.stop - N_FACE), points) for hand, points in _HANDS
+        )
+        landmarks, mask = self.landmarks[:, keep], self.mask[:, keep]
+        landmarks.flags.writeable = mask.flags.writeable = False
+        return ClipBank(landmarks, mask, self.clips, keep, hands)
 
 
 def _shoulder_frame(landmarks: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:

@@ -30,7 +30,7 @@ import torch
 
 from signconsole.data.dataset import Batch, Item, SequenceDataset, collate
 from signconsole.data.layout import LAYOUT
-from signconsole.data.normalize import FeatureStats, normalize
+from signconsole.data.model_input import ModelInput
 
 
 @dataclass
@@ -89,44 +89,20 @@ def collate_raw(items: list[Item]) -> RawBatch:
 
 
 class Featurizer:
-    """RawBatch -> Batch on the batch's device: the 6516-vector derived from the landmarks with
-    the layout's own function, normalized with the same statistics and mode as the dataset."""
+    """RawBatch -> Batch on the batch's device: the dataset's own `ModelInput` derives and
+    normalizes there what the CPU path derives per sequence."""
 
-    def __init__(self, coordinates: str, normalization: str, stats: FeatureStats | None) -> None:
-        self.coordinates, self.normalization, self.stats = coordinates, normalization, stats
-        self._stats_on: dict[torch.device, FeatureStats] = {}
-
-    def _stats(self, device: torch.device) -> FeatureStats | None:
-        if self.stats is None:
-            return None
-        if device not in self._stats_on:
-            self._stats_on[device] = FeatureStats(
-                self.stats.mean.to(device), self.stats.scale.to(device)
-            )
-        return self._stats_on[device]
+    def __init__(self, model_input: ModelInput) -> None:
+        self.model_input = model_input
 
     def __call__(self, raw: RawBatch) -> Batch:
         if raw.landmarks is not None:
             assert raw.mask is not None
-            features, valid = LAYOUT.features_with_validity(
-                raw.landmarks, raw.mask, self.coordinates
-            )
+            values = self.model_input.derive(raw.landmarks, raw.mask, raw.lengths)
+            features = self.model_input.columns.widen(values)
         else:
             assert raw.features is not None
-            features = raw.features.float()
-            frames = torch.arange(features.shape[1], device=features.device)
-            in_sequence = frames[None] < raw.lengths.to(features.device)[:, None]
-            valid = in_sequence[..., None].expand_as(features)
-        if self.normalization == "per_sample":  # statistics of each sequence over its frames
-            rows = [
-                normalize(features[row, :length], valid[row, :length], "per_sample")
-                for row, length in enumerate(raw.lengths.tolist())
-            ]
-            features = torch.zeros_like(features)
-            for row, values in enumerate(rows):
-                features[row, : len(values)] = values
-        else:
-            features = normalize(features, valid, self.normalization, self._stats(features.device))
+            features = self.model_input.stored(raw.features, raw.lengths)
         return Batch(raw.ids, features, raw.lengths, raw.targets, raw.target_lengths)
 
 
@@ -217,7 +193,7 @@ def batch_stream(
 
         return BatchStream(prepare, finish, batches, workers, prefetch)
 
-    featurizer = Featurizer(dataset.coordinates, dataset.normalization, dataset.stats)
+    featurizer = Featurizer(dataset.model_input)
 
     def prepare_raw(indices: list[int]) -> object:
         raw = collate_raw([dataset.raw_item(i) for i in indices])

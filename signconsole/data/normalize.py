@@ -53,13 +53,17 @@ class StatsAccumulator:
         self.total = torch.zeros(dim, dtype=torch.float64)
         self.total_sq = torch.zeros(dim, dtype=torch.float64)
 
-    def add(self, values: torch.Tensor, valid: torch.Tensor) -> None:
+    def add(
+        self, values: torch.Tensor, valid: torch.Tensor, columns: torch.Tensor | None = None
+    ) -> None:
+        """`columns`: the dimensions `values` holds, when not all of them."""
         values = values.reshape(-1, values.shape[-1]).double()
         valid = valid.reshape(-1, valid.shape[-1])
         values = torch.where(valid, values, 0.0)
-        self.count += valid.sum(0)
-        self.total += values.sum(0)
-        self.total_sq += (values * values).sum(0)
+        where = slice(None) if columns is None else columns
+        self.count[where] += valid.sum(0)
+        self.total[where] += values.sum(0)
+        self.total_sq[where] += (values * values).sum(0)
 
     def stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
         """Statistics; the dimensions of the landmark groups in `ignore` neither count towards
@@ -81,23 +85,38 @@ class StatsAccumulator:
         return ignoring(stats, ignore) if ignore else stats
 
 
-def ignoring(stats: FeatureStats, groups: tuple[str, ...]) -> FeatureStats:
-    """`stats` with the dimensions of landmark `groups` (in every block: position, velocity,
-    acceleration, relative) normalized to 0: mean 0, scale infinite. Held in the statistics, so
-    everything that normalizes with a run's statistics (evaluation, decoding, a teacher) drops
-    the same values. For fingerspelling the lexicon's face is a generic one plus noise: ~86% of
-    the 6516 values, and nothing in them tells letters apart."""
+def check_groups(groups: tuple[str, ...]) -> None:
     known = LAYOUT.landmark_groups()
     unknown = [group for group in groups if group not in known]
     if unknown:
         raise ValueError(
             f"data.ignore: unknown landmark group(s) {', '.join(unknown)}; use {', '.join(known)}"
         )
+
+
+def ignoring(stats: FeatureStats, groups: tuple[str, ...]) -> FeatureStats:
+    """`stats` with the dimensions of landmark `groups` (in every block: position, velocity,
+    acceleration, relative) normalized to 0: mean 0, scale infinite. Held in the statistics, so
+    everything that normalizes with a run's statistics (evaluation, decoding, a teacher) drops
+    the same values. For fingerspelling the lexicon's face is a generic one plus noise: ~86% of
+    the 6516 values, and nothing in them tells letters apart."""
+    check_groups(groups)
     mean, scale = stats.mean.clone(), stats.scale.clone()
     for group in groups:
         for dims in LAYOUT.group_dims(group):
             mean[dims], scale[dims] = 0.0, float("inf")
     return FeatureStats(mean, scale)
+
+
+def ignored_groups(stats: FeatureStats) -> tuple[str, ...]:
+    """The landmark groups `ignoring` dropped from these statistics (every value scale = inf)."""
+    if stats.scale.shape[-1] != LAYOUT.dim:  # precomputed features of another width
+        return ()
+    return tuple(
+        group
+        for group in LAYOUT.landmark_groups()
+        if all(torch.isinf(stats.scale[dims]).all() for dims in LAYOUT.group_dims(group))
+    )
 
 
 def compute_stats(features: torch.Tensor, valid: torch.Tensor) -> FeatureStats:

@@ -10,7 +10,7 @@ from signconsole.config import Profile
 from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, CorpusError
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
-from signconsole.data.normalize import FeatureStats
+from signconsole.data.normalize import FeatureStats, ignored_groups
 from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.profile import resolve_path
@@ -131,6 +131,8 @@ def prepare_data(
         except ValueError as error:  # an unknown group in data.ignore
             raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
         train.stats = stats
+        if train.synthesis is not None and "face" in ignored_groups(stats):
+            train.synthesis.leave_out_face()
     # data.ignore lives in the statistics: without corpus_stats there are none to hold it.
     dev = dataset("dev", stats)
     test = dataset("test", stats) if with_test else None

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from signconsole.data.layout import LEFT_SHOULDER, RIGHT_SHOULDER
-from signconsole.data.lexicon import _HANDS, OUTPUT_FPS, ClipBank, _Clip
+from signconsole.data.lexicon import OUTPUT_FPS, ClipBank, _Clip
 
 DOUBLE_SLIDE = (12.0, 30.0)  # px: a repeated letter slides sideways, as signers do
 
@@ -181,14 +181,14 @@ def _rotate(xy: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.stack([cos * x - sin * y, sin * x + cos * y], axis=-1)
 
 
-def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray) -> None:
+def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray, layout: tuple) -> None:
     """Per-letter rotation and scale of each hand about its wrist, then its shift (in place).
 
     The pose's hand points (wrist, pinky, index, thumb) move with the hand so body and hand
     agree. Where the pivot wrist is missing (ase never sees pose 15, yet sees the fingers next to
     it) those points are only shifted: rotating about a missing point would fling them away.
     """
-    for side, (hand, pose_points) in enumerate(_HANDS):
+    for side, (hand, pose_points) in enumerate(layout):
         angle, scale, shift = hands[:, side, 0], hands[:, side, 1], hands[:, side, None, 2:]
         for group in (np.arange(hand.start, hand.stop), np.array(pose_points)):
             pivot_present = mask[:, group[0]]
@@ -232,7 +232,8 @@ def render(
     rng: np.random.Generator,
     variation: Variation = CORPUS_VARIATION,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One spelled sequence: landmarks [T, 543, 3] float32 and mask [T, 543]."""
+    """One spelled sequence: landmarks [T, K, 3] float32 and mask [T, K], K the bank's
+    landmarks (543 unless it left the face out)."""
     timeline = _timeline(glosses, bank, rng, variation)
     first = np.concatenate(timeline.first)
     second = np.concatenate(timeline.second)
@@ -244,7 +245,7 @@ def render(
     mask = (bank.mask[first] | (weight >= 1)[:, None]) & (
         bank.mask[second] | (weight <= 0)[:, None]
     )
-    _jitter_hands(points, mask, np.concatenate(timeline.hands))
+    _jitter_hands(points, mask, np.concatenate(timeline.hands), bank.hands)
     _jitter_body(points, mask, rng, variation)
     sigma = rng.uniform(*variation.noise_sigma)
     # torch's generator draws normals ~2x as fast as numpy's; seeded from the sample's stream.

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
+from signconsole.data.layout import N_LANDMARKS
 from signconsole.data.lexicon import clip_bank, load_alphabet
 from signconsole.data.spelling import CORPUS_VARIATION, render
 
@@ -96,4 +97,15 @@ class Speller:
         rng = self._rng(1, epoch, index)
         glosses = self.glosses(index, rng)
         landmarks, mask = render(glosses, self.bank, rng, self.variation)
-        return glosses, torch.from_numpy(landmarks.astype(np.float16)), torch.from_numpy(mask)
+        landmarks, mask = torch.from_numpy(landmarks.astype(np.float16)), torch.from_numpy(mask)
+        if self.bank.landmark_index is None:
+            return glosses, landmarks, mask
+        index = torch.from_numpy(self.bank.landmark_index)
+        full = torch.zeros((len(landmarks), N_LANDMARKS, 3), dtype=torch.float16)
+        full_mask = torch.zeros((len(landmarks), N_LANDMARKS), dtype=torch.bool)
+        full[:, index], full_mask[:, index] = landmarks, mask  # the left-out face: not detected
+        return glosses, full, full_mask
+
+    def leave_out_face(self) -> None:
+        """Render without the face from now on: the profile ignores it (`data.ignore`)."""
+        self.bank = self.bank.without_face()

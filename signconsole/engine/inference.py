@@ -15,7 +15,8 @@ from torch import nn
 
 from signconsole.config import Profile
 from signconsole.data.layout import LAYOUT
-from signconsole.data.normalize import FeatureStats, normalize
+from signconsole.data.model_input import ModelInput
+from signconsole.data.normalize import FeatureStats
 from signconsole.data.readers import read_sequence
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.errors import UserError
@@ -42,15 +43,13 @@ class TrainedModel:
         [T, 6516] normalized features, and the file's fps when it says."""
         sequence = read_sequence(path)
         data = self.profile.data
+        model_input = ModelInput(data.coordinates, data.normalization, self.stats)
         if sequence.landmarks is not None:
             landmarks = torch.from_numpy(sequence.landmarks.astype("float16"))
-            features, valid = LAYOUT.features_with_validity(
-                landmarks, torch.from_numpy(sequence.mask), data.coordinates
-            )
+            features = model_input.full(landmarks, torch.from_numpy(sequence.mask))
         else:
-            features = torch.from_numpy(sequence.features)
-            valid = torch.ones_like(features, dtype=torch.bool)
-        return normalize(features, valid, data.normalization, self.stats), sequence.fps
+            features = model_input.stored(torch.from_numpy(sequence.features))
+        return features, sequence.fps
 
 
 def load_trained(

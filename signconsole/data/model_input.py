@@ -1,0 +1,78 @@
+"""Landmarks or stored features -> the normalized model input. One definition for training
+batches (CPU threads or the device), evaluation, the doctor and `decode`.
+
+Groups a profile ignores (`data.ignore`, held in the statistics as scale = inf) are never
+derived: their values would be normalized to 0 anyway, and for the face that is 86% of the
+6516-vector, the largest cost of preparing a batch on the CPU. `derive` returns the kept columns
+only; `Columns.widen` (or `collate`) puts them in place in the full vector, with zeros elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from signconsole.data.layout import LAYOUT, Columns
+from signconsole.data.normalize import FeatureStats, ignored_groups, normalize
+
+
+class ModelInput:
+    def __init__(self, coordinates: str, normalization: str, stats: FeatureStats | None) -> None:
+        self.coordinates, self.normalization, self.stats = coordinates, normalization, stats
+        skipped = ignored_groups(stats) if normalization == "corpus_stats" and stats else ()
+        self.columns: Columns = LAYOUT.columns(skipped)
+        self._kept_stats: dict[torch.device, FeatureStats] = {}
+
+    def _stats_for_columns(self, device: torch.device) -> FeatureStats | None:
+        if self.stats is None:
+            return None
+        if device not in self._kept_stats:
+            index = self.columns.index
+            self._kept_stats[device] = FeatureStats(
+                self.stats.mean[index].to(device), self.stats.scale[index].to(device)
+            )
+        return self._kept_stats[device]
+
+    def derive(
+        self, landmarks: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Normalized values of `self.columns` from [T, 543, 3] landmarks and [T, 543] mask, or
+        a padded batch of them with its `lengths`."""
+        values, valid = LAYOUT.features_with_validity(
+            landmarks, mask, self.coordinates, self.columns
+        )
+        return self._normalize(values, valid, self._stats_for_columns(values.device), lengths)
+
+    def stored(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized full-width values from precomputed features [T, F] or a padded batch."""
+        features = features.float()
+        if lengths is None:
+            valid = torch.ones_like(features, dtype=torch.bool)
+        else:
+            frames = torch.arange(features.shape[-2], device=features.device)
+            in_sequence = frames[None] < lengths.to(features.device)[:, None]
+            valid = in_sequence[..., None].expand_as(features)
+        stats = self.stats
+        if stats is not None and stats.mean.device != features.device:
+            stats = FeatureStats(stats.mean.to(features.device), stats.scale.to(features.device))
+        return self._normalize(features, valid, stats, lengths)
+
+    def full(self, landmarks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[T, 6516] normalized, the skipped columns 0."""
+        return self.columns.widen(self.derive(landmarks, mask))
+
+    def _normalize(
+        self,
+        values: torch.Tensor,
+        valid: torch.Tensor,
+        stats: FeatureStats | None,
+        lengths: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if self.normalization == "per_sample" and lengths is not None:
+            # Statistics of each sequence over its own frames, not the batch's padding.
+            out = torch.zeros_like(values)
+            for row, length in enumerate(lengths.tolist()):
+                out[row, :length] = normalize(
+                    values[row, :length], valid[row, :length], "per_sample"
+                )
+            return out
+        return normalize(values, valid, self.normalization, stats)
