@@ -17,8 +17,9 @@ that is not counted), so machine noise and warm caches hit both alike:
 
 The bare path is fed by an ideal loader: its batches were collated beforehand and cost nothing.
 The ratio engine/bare of steps per second (the median of the per-round ratios) is the engine's
-per-step overhead. `--mallopt` pins glibc malloc's thresholds, which removes most of the
-run-to-run noise (see README.md).
+per-step overhead. The process is tuned as the CLI tunes it (`signconsole/runtime.py`);
+`--untuned` leaves glibc's allocator defaults, whose adaptive mmap threshold adds run-to-run
+noise (see README.md).
 
 The headline figure is the whole `Engine.run()` (its own loader threads preparing batches from
 the dataset, setup and final checkpoint included) for `--run-steps` steps, in its steady state,
@@ -32,10 +33,18 @@ Numbers only: nothing here is asserted, and nothing runs it in the tests.
 from __future__ import annotations
 
 import os
+import sys  # noqa: E402
 
-# Before torch is imported, as the CLI does: spinning OpenMP threads fight everything else on a
-# small machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from signconsole.runtime import tune_process  # noqa: E402
+
+# Before torch is imported, what the CLI does (passive OpenMP threads, pinned malloc thresholds,
+# large tensors on huge pages): the numbers are what `signconsole run` gets. `--untuned` keeps
+# only the OpenMP policy, to see the allocator's share.
+if "--untuned" in sys.argv:
+    os.environ["SIGNCONSOLE_NO_MALLOPT"] = "1"
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "0")
+tune_process()
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
@@ -44,7 +53,6 @@ import math  # noqa: E402
 import pstats  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -172,19 +180,6 @@ def timed(path, batches: list[Batch], order: list[int]) -> Timing:
     return Timing(wall, cpu, frames, len(order), faults)
 
 
-def pin_malloc_thresholds() -> None:
-    """glibc malloc: fixed mmap threshold (its 32 MiB maximum) and no trimming of the heap.
-
-    By default glibc serves large blocks with mmap and adapts the threshold as blocks are freed,
-    so whether a step's 1-32 MiB activations come from reused heap memory or from fresh pages
-    (a page fault per 4 KiB) depends on the allocation history: the same loop flips between
-    about 1,000 and 30,000 page faults a step. Pinning the thresholds keeps freed memory for
-    reuse."""
-    from signconsole.runtime import _pin_malloc_thresholds
-
-    _pin_malloc_thresholds()  # the same call `signconsole` makes at startup
-
-
 # ------------------------------------------------------------------------------------ setup
 def load(model: str, extra: list[str]):
     profile = load_profile(PROFILE, [*MODELS[model], *COMMON, *extra])
@@ -296,13 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-steps", type=int, default=0, help="then cProfile the engine path this long"
     )
     parser.add_argument(
-        "--mallopt",
+        "--untuned",
         action="store_true",
-        help="pin glibc malloc's mmap/trim thresholds (steadier; the CLI does not do this)",
+        help="glibc malloc's default thresholds and 4 KB pages (the CLI tunes both)",
     )
     args = parser.parse_args(argv)
-    if args.mallopt:
-        pin_malloc_thresholds()
     steps = args.steps or DEFAULT_STEPS[args.model]
     run_steps = DEFAULT_RUN_STEPS[args.model] if args.run_steps is None else args.run_steps
     if args.threads:
@@ -311,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     load_average = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     print(
         f"engine overhead: model={args.model} steps/round={steps} rounds={args.rounds} "
-        f"batches={args.batches} malloc={'pinned' if args.mallopt else 'glibc default'}"
+        f"batches={args.batches} allocator={'glibc default' if args.untuned else 'as the CLI sets it'}"
     )
     print(
         f"torch {torch.__version__}  threads={torch.get_num_threads()}  "

@@ -13,6 +13,7 @@ from typing import Any, Literal
 Kind = Literal["teacher", "student", "distill"]
 Normalization = Literal["none", "per_sample", "corpus_stats"]
 Coordinates = Literal["raw", "shoulder"]
+LandmarkGroups = tuple[str, ...]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["constant", "cosine", "step", "plateau", "cyclic"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -47,9 +48,7 @@ class DataConfig:
     max_frames: int = 0  # longer sequences are skipped and reported; 0 = no limit
     bucket_width: int = 8  # frames per length bucket for batching
     num_workers: int = 1  # threads preparing training batches ahead; 0 = in the training thread
-    ignore: tuple[
-        str, ...
-    ] = ()  # landmark groups normalized to 0 for the model (face, pose, left_hand, right_hand); with corpus_stats only, otherwise no effect
+    ignore: LandmarkGroups = ()  # groups the model never sees (face, pose, left_hand, right_hand): not derived, 0 in the vector; needs corpus_stats
     wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
     augment: bool = False  # train split: new rotation/scale/shift/speed/noise every epoch
     augment_rotation: float = 8.0  # degrees, +-

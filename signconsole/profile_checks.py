@@ -236,6 +236,13 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
         f"must be below health.grad_norm_explode ({health.grad_norm_explode})",
         "health.grad_norm_explode",
     )
+    check(
+        not profile.data.ignore or profile.data.normalization == "corpus_stats",
+        "data.ignore",
+        f"needs data.normalization = \"corpus_stats\" (the ignored groups live in the "
+        f"statistics), got {profile.data.normalization!r}; set it, or remove data.ignore",
+        "data.normalization",
+    )
     epochs = training.max_epochs
     if epochs > 0 and training.max_steps == 0 and training.max_minutes == 0:
         # Only when epochs are the run's one end: with a step or time limit they may never come.

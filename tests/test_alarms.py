@@ -92,7 +92,10 @@ def test_double_normalization_is_named_before_training(
     assert alarm.step == 0 and "normalizes them again" in alarm.message
     # The same data declared as already normalized trains without the alarm.
     clean = small_profile(
-        f"data.corpus={str(root)!r}", "data.normalization=none", "training.max_steps=2"
+        f"data.corpus={str(root)!r}",
+        "data.normalization=none",
+        "data.ignore=[]",
+        "training.max_steps=2",
     )
     assert "double_normalization" not in [c.name for c in preflight(clean)[0] if c.status == "fail"]
 

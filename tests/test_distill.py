@@ -147,6 +147,8 @@ def test_teacher_with_another_vocabulary_is_refused(small_profile, train, teache
 
 
 def test_teacher_with_other_normalization_is_refused(small_profile, train, teacher_run) -> None:
-    profile = distill_profile(small_profile, str(teacher_run), 'data.normalization="per_sample"')
+    profile = distill_profile(
+        small_profile, str(teacher_run), 'data.normalization="per_sample"', "data.ignore=[]"
+    )
     with pytest.raises(TeacherError, match="data.normalization"):
         train(profile)

@@ -127,6 +127,7 @@ def test_decode_reads_a_pose_recording_to_its_letters(small_profile, tmp_path, c
     profile = small_profile(
         "data.fingerspell.train=8",
         'data.normalization="per_sample"',
+        "data.ignore=[]",  # ignored groups live in corpus statistics
         "model.dropout=0.0",
         "optimizer.weight_decay=0.0",
         "optimizer.learning_rate=3e-3",

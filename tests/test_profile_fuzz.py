@@ -196,6 +196,11 @@ def contradiction_cases() -> list[Case]:
             "[health]\ngrad_norm_vanish = 10.0\ngrad_norm_explode = 5.0\n",
             "health.grad_norm_vanish",
         ),
+        text_case(
+            "ignore-without-corpus-stats",
+            '[data]\nnormalization = "per_sample"\nignore = ["face"]\n',
+            "data.ignore",
+        ),
         text_case("hidden-odd", "[model]\nhidden = 63\n", "model.hidden"),
         text_case("stride-3", "[model]\ntemporal_stride = 3\n", "model.temporal_stride"),
         text_case(
