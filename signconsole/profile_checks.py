@@ -239,7 +239,7 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
     check(
         not profile.data.ignore or profile.data.normalization == "corpus_stats",
         "data.ignore",
-        f"needs data.normalization = \"corpus_stats\" (the ignored groups live in the "
+        f'needs data.normalization = "corpus_stats" (the ignored groups live in the '
         f"statistics), got {profile.data.normalization!r}; set it, or remove data.ignore",
         "data.normalization",
     )
