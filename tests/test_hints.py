@@ -42,7 +42,30 @@ def test_an_exploding_loss_counts_as_a_blowup() -> None:
     health.observe(5, 3.0, 1e-3)
     health.observe(15, 80.0, 1e-3)
     health.check_gradients(400, 1e-5, {})
-    assert "the loss exploded at step 15" in raised[0].hint
+    explode, vanish = raised
+    assert "the loss exploded at step 15" in vanish.hint
+
+
+def test_a_loss_that_climbs_above_its_start_is_its_own_alarm_first() -> None:
+    # learning rate 50: the loss went from 10.6 to 4e4 and the first alarms were the vanishing
+    # gradients it caused. The cause is now named first, once.
+    health, raised = monitor()
+    health.observe(1, 10.6, 50.0)
+    health.observe(10, 350.0, 50.0)
+    health.observe(20, 4e4, 50.0)
+    health.check_gradients(30, 44.0, {"lstm": 0.0, "classifier": 1.0})
+    assert [a.kind for a in raised] == ["loss_explode", "grad_vanish"]
+    assert raised[0].severity == "error" and "350" in raised[0].message
+    assert "10.6" in raised[0].message and "learning rate 50" in raised[0].message
+    assert "lower the learning rate" in raised[0].hint.lower()
+    assert "the loss exploded at step 10" in raised[1].hint
+
+
+def test_a_late_noisy_batch_is_not_a_loss_explosion() -> None:
+    health, raised = monitor()
+    for step, loss in ((1, 10.6), (100, 1.0), (200, 0.05), (210, 0.7), (220, 0.06)):
+        health.observe(step, loss, 1e-3)
+    assert raised == []  # 14x its best, but far below where it started
 
 
 def test_a_healthy_run_keeps_the_plain_hint() -> None:

@@ -326,6 +326,36 @@ def test_chart_draws_markers_behind_the_data() -> None:
     assert sum("┊" in row for row in plot) == len(plot) - 1  # not over the flat line
 
 
+def test_the_banner_keeps_the_cause_not_the_warnings_it_causes() -> None:
+    # A learning rate of 50: the loss exploded (an error) and, in the same step, gradients
+    # vanished stage by stage (warnings). The banner and status line keep the explosion.
+    view = RunView()
+    view.apply(
+        AlarmRaised(10, severity="error", kind="loss_explode", message="loss 2.4e4", hint="")
+    )
+    for stage in ("lstm", "subsample", "fusion"):
+        view.apply(
+            AlarmRaised(
+                10, severity="warning", kind="grad_vanish", message="0", hint="", stage=stage
+            )
+        )
+    assert view.alarm is not None and "loss_explode" in view.alarm.text
+    assert view.unseen_alarms == 4 and "loss_explode" in str(status_text(view, 120))
+    view.apply(AlarmRaised(20, severity="error", kind="nonfinite", message="loss is nan", hint=""))
+    assert "nonfinite" in view.alarm.text  # the newest among equals
+
+
+def test_axis_ticks_read_differently_when_the_values_differ() -> None:
+    # A learning rate decaying from 50 to 47 on a log axis was labelled "5e1" at every tick.
+    line = Line("lr", [1, 20, 40], [50.0, 49.0, 47.0], "green")
+    rows = render_chart([line], width=40, height=8, log_y=True).plain.splitlines()
+    ticks = [row[: AXIS_WIDTH - 1].strip() for row in rows[:-1] if row[: AXIS_WIDTH - 1].strip()]
+    assert len(ticks) == 3 and len(set(ticks)) == 3, ticks
+    rows = render_chart([line], width=40, height=8, log_y=False).plain.splitlines()
+    ticks = [row[: AXIS_WIDTH - 1].strip() for row in rows[:-1] if row[: AXIS_WIDTH - 1].strip()]
+    assert len(set(ticks)) == 3, ticks
+
+
 def test_decode_marks_substitutions_insertions_deletions() -> None:
     line = decode_line(("K", "I", "D"), ("K", "T", "D", "X"))
     assert line.plain == "K T D +X"

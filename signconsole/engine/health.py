@@ -29,6 +29,9 @@ HINTS = {
     "the learning rate, keep gradient clipping on (max_norm 1.0), add warmup.",
     "grad_explode": "Gradient norm far above the healthy 0.01-1.0 range: lower the learning rate, "
     "keep gradient clipping on (max_norm 1.0), add warmup.",
+    "loss_explode": "The loss climbed above where training started: the steps overshoot. Lower "
+    "the learning rate (10x; the - key halves it live), keep gradient clipping on (max_norm "
+    "1.0), add warmup, and restart from a checkpoint before the climb.",
     "grad_vanish": "Gradients below 1e-3: the model is not learning (seed 000). Check that "
     "normalization is not under no_grad and the classifier init. If the loss jumped up before "
     "the gradients vanished, the learning rate was too high: lower it and restart from an "
@@ -83,12 +86,29 @@ class HealthMonitor:
     consecutive_nonfinite: int = 0
     lr: float | None = None  # the newest learning rate, when the trainer reports it (observe)
     _best_loss: float = math.inf
+    _first_loss: float | None = None
 
     def observe(self, step: int, loss: float, lr: float) -> None:
-        """What hints depend on: the learning rate, and whether the loss blew up (ten times its
-        best so far, or non-finite). Costs two comparisons at the log interval."""
+        """The learning rate, and whether the loss blew up (ten times its best so far, or
+        non-finite), which later hints name as the cause. A finite loss that is also above the
+        first one logged is worse than the untrained model: that is its own alarm, named before
+        the vanishing gradients and dead outputs it causes. One late noisy batch at 10x a tiny
+        best loss is not. Costs a few comparisons at the log interval."""
         self.lr = lr
-        if not math.isfinite(loss) or loss > 10 * self._best_loss:
+        if self._first_loss is None and math.isfinite(loss):
+            self._first_loss = loss
+        exploded = not math.isfinite(loss) or loss > 10 * self._best_loss
+        first = self._first_loss
+        if exploded and math.isfinite(loss) and first is not None and loss > first:
+            self.alarm(
+                step,
+                "loss_explode",
+                "error",
+                f"loss {loss:.3g} at step {step}: above its start ({first:.3g}) and "
+                f"{loss / self._best_loss:.0f}x its best so far ({self._best_loss:.3g}); "
+                f"learning rate {lr:.3g}",
+            )
+        if exploded:
             self._last.setdefault("loss_explode", step)
         elif loss < self._best_loss:
             self._best_loss = loss

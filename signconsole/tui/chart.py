@@ -28,17 +28,32 @@ class Line:
     style: str
 
 
-def _format_tick(value: float, log: bool) -> str:
+def _format_tick(value: float, log: bool, digits: int = 0) -> str:
+    """`digits`: extra significant digits, for an axis whose ticks would otherwise read alike."""
     if log:
-        return f"{10**value:.0e}".replace("e-0", "e-").replace("e+0", "e")
+        return f"{10**value:.{digits}e}".replace("e-0", "e-").replace("e+0", "e")
     magnitude = abs(value)
     if magnitude == 0:
         return "0"
     if magnitude >= 1000 or magnitude < 0.01:
-        return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
+        return f"{value:.{digits}e}".replace("e-0", "e-").replace("e+0", "e")
     if magnitude >= 10:
-        return f"{value:.0f}"
-    return f"{value:.2f}" if magnitude < 1 else f"{value:.1f}"
+        return f"{value:.{digits}f}"
+    return f"{value:.{2 + digits}f}" if magnitude < 1 else f"{value:.{1 + digits}f}"
+
+
+def _tick_labels(values: dict[int, float], log: bool) -> dict[int, str]:
+    """The fewest digits that tell the ticks apart (a learning rate decaying from 50 to 47
+    was labelled 5e1 three times), within the axis's width."""
+    labels = {row: _format_tick(value, log) for row, value in values.items()}
+    for digits in (1, 2):
+        if len(set(labels.values())) == len(labels) or len(set(values.values())) < len(values):
+            break  # told apart already, or equal values no digit can tell apart
+        wider = {row: _format_tick(value, log, digits) for row, value in values.items()}
+        if any(len(label) >= AXIS_WIDTH for label in wider.values()):
+            break
+        labels = wider
+    return labels
 
 
 def render_chart(
@@ -104,12 +119,12 @@ def render_chart(
     labels = {0: high, plot_height - 1: low}
     if plot_height >= 5:
         labels[(plot_height - 1) // 2] = (high + low) / 2
+    if percent and not log_y:
+        tick_text = {row: f"{value * 100:.0f}%" for row, value in labels.items()}
+    else:
+        tick_text = _tick_labels(labels, log_y)
     for row in range(plot_height):
-        if row in labels:
-            value = labels[row]
-            label = f"{value * 100:.0f}%" if percent and not log_y else _format_tick(value, log_y)
-        else:
-            label = ""
+        label = tick_text.get(row, "")
         text.append(f"{label:>{AXIS_WIDTH - 1}}┤"[-AXIS_WIDTH:], style="dim")
         for column in range(plot_width):
             bits = cells[row][column]

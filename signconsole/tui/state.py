@@ -34,6 +34,8 @@ from signconsole.tui.series import Series
 TIMELINE_LIMIT = 2000  # entries kept for the Events tab (the store keeps them all)
 TOP_STAGES = 3  # grad-norm chart: the total and this many stages (all of them on demand)
 
+_SEVERITY = {"info": 0, "warning": 1, "error": 2}
+
 
 @dataclass
 class StageView:
@@ -270,9 +272,13 @@ class RunView:
         self._raise(entry)
 
     def _raise(self, entry: TimelineEntry) -> None:
+        """The banner and status line hold the most severe unacknowledged alarm, the newest
+        among equals: an error (the loss exploded) is not pushed out by the warnings it causes
+        in the same step (gradients vanishing stage by stage)."""
         self.add_entry(entry)
         self.unseen_alarms += 1
-        self.alarm = entry
+        if self.alarm is None or _SEVERITY[entry.severity] >= _SEVERITY[self.alarm.severity]:
+            self.alarm = entry
 
     def _on_PretrainedLoaded(self, event: PretrainedLoaded) -> None:
         for stage, tensors, loaded, _adapted, _skipped in event.stages:
