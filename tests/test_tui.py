@@ -553,6 +553,22 @@ async def test_help_lists_every_key_at_80x24() -> None:
         app.host.send(Stop())
 
 
+async def test_help_of_a_finished_run_lists_only_keys_that_work(tmp_path: Path) -> None:
+    run_dir = tmp_path / "20260101-000000-demo-student"
+    run_dir.mkdir()
+    recorded(run_dir, finished_events())
+    app = SignConsole(review=run_dir, bell=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: "HelpScreen" in type(app.screen).__name__, what="help")
+        await pilot.pause(0.2)
+        shown = app.export_screenshot().replace("&#160;", " ")
+        assert "zoom in" in shown and "Decodes tab" in shown
+        assert "pause / resume training" not in shown and "checkpoint now" not in shown
+        assert "work while a run is live" in shown
+
+
 async def test_pause_while_starting_says_it_is_queued() -> None:
     host = ScriptedHost([])  # the engine is still loading data and building the model
     app = SignConsole(host=host, bell=False)

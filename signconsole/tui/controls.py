@@ -174,7 +174,9 @@ class RunControls(Screen):
         self.refresh_bindings()
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(BINDINGS, self.source.owns_run))
+        live = self.source.can_control(self.view)
+        shown = [b for b in BINDINGS if live or b.action.split("(")[0] not in CONTROL_ACTIONS]
+        self.app.push_screen(HelpScreen(shown, self.source.owns_run, controls_hidden=not live))
 
     def action_show_tab(self, tab: str) -> None:
         from textual.widgets import TabbedContent

@@ -77,9 +77,11 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [("escape,question_mark,q", "close", "close")]
 
-    def __init__(self, bindings: list, owns_run: bool) -> None:
+    def __init__(self, bindings: list, owns_run: bool, controls_hidden: bool = False) -> None:
+        """`controls_hidden`: the run cannot be controlled now (finished, or not started), so
+        its training keys are left out rather than listed as if they worked."""
         super().__init__()
-        self.bindings, self.owns_run = bindings, owns_run
+        self.bindings, self.owns_run, self.controls_hidden = bindings, owns_run, controls_hidden
 
     def compose(self) -> ComposeResult:
         rows = []
@@ -96,7 +98,10 @@ class HelpScreen(ModalScreen[None]):
             yield Label("keys (escape closes)", classes="section")
             yield Label("\n".join(lines), markup=False)
             yield Label(
-                "ctrl+p: the command palette. Commands apply at the next step.", classes="hint"
+                "training keys (pause, freeze, LR, stop...) work while a run is live"
+                if self.controls_hidden
+                else "ctrl+p: the command palette. Commands apply at the next step.",
+                classes="hint",
             )
 
     def action_close(self) -> None:
