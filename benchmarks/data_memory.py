@@ -16,17 +16,18 @@ a whole-corpus cache would be 10-21 GB).
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from signconsole.runtime import tune_process  # noqa: E402
+
+tune_process()  # before torch, as the CLI does (huge pages change what a process holds)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
 
 import phoenix_sized  # noqa: E402
 

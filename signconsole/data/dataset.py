@@ -162,7 +162,9 @@ class SequenceDataset(Dataset):
 
     @property
     def model_input(self) -> ModelInput:
-        """How features are derived and normalized (rebuilt when the statistics change)."""
+        """How features are derived and normalized (rebuilt when the statistics change: the
+        train split gets its own after it computed them; the old object's id cannot be reused
+        while the cached ModelInput still holds it)."""
         key = (self.coordinates, self.normalization, id(self.stats))
         if self._model_input is None or self._model_input_key != key:
             self._model_input = ModelInput(self.coordinates, self.normalization, self.stats)
@@ -229,8 +231,8 @@ class SequenceDataset(Dataset):
         accumulator = StatsAccumulator(LAYOUT.dim)
         for index in range(len(self)):
             features, valid = self.raw_features(index, columns=columns)
-            derived = columns if features.shape[-1] != LAYOUT.dim else None
-            accumulator.add(features, valid, derived.index if derived else None)
+            whole = features.shape[-1] == LAYOUT.dim  # stored features, or nothing skipped
+            accumulator.add(features, valid, None if whole else columns.index)
         return accumulator.stats(ignore)
 
 

@@ -127,12 +127,7 @@ class FeatureLayout:
         zeroed by normalization anyway, and the face alone is 86% of the vector."""
         if not skip:
             return ALL_COLUMNS
-        groups = self.landmark_groups()
-        unknown = [group for group in skip if group not in groups]
-        if unknown:
-            raise ValueError(
-                f"unknown landmark group(s) {', '.join(unknown)}; use {', '.join(groups)}"
-            )
+        groups = self.landmark_groups()  # names are checked where the profile is read
         skipped = torch.zeros(N_LANDMARKS, dtype=torch.bool)
         for group in skip:
             skipped[groups[group]] = True

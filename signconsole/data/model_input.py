@@ -21,8 +21,10 @@ class ModelInput:
         skipped = ignored_groups(stats) if normalization == "corpus_stats" and stats else ()
         self.columns: Columns = LAYOUT.columns(skipped)
         self._kept_stats: dict[torch.device, FeatureStats] = {}
+        self._full: dict[torch.device, FeatureStats] = {}
 
     def _stats_for_columns(self, device: torch.device) -> FeatureStats | None:
+        """The statistics of the derived columns, copied to `device` once, not every batch."""
         if self.stats is None:
             return None
         if device not in self._kept_stats:
@@ -31,6 +33,16 @@ class ModelInput:
                 self.stats.mean[index].to(device), self.stats.scale[index].to(device)
             )
         return self._kept_stats[device]
+
+    def _full_stats(self, device: torch.device) -> FeatureStats | None:
+        """Whole-width statistics on `device`, for stored features (once per device)."""
+        if self.stats is None:
+            return None
+        if device not in self._full:
+            self._full[device] = FeatureStats(
+                self.stats.mean.to(device), self.stats.scale.to(device)
+            )
+        return self._full[device]
 
     def derive(
         self, landmarks: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None
@@ -51,10 +63,7 @@ class ModelInput:
             frames = torch.arange(features.shape[-2], device=features.device)
             in_sequence = frames[None] < lengths.to(features.device)[:, None]
             valid = in_sequence[..., None].expand_as(features)
-        stats = self.stats
-        if stats is not None and stats.mean.device != features.device:
-            stats = FeatureStats(stats.mean.to(features.device), stats.scale.to(features.device))
-        return self._normalize(features, valid, stats, lengths)
+        return self._normalize(features, valid, self._full_stats(features.device), lengths)
 
     def full(self, landmarks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[T, 6516] normalized, the skipped columns 0."""

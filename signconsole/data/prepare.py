@@ -132,6 +132,9 @@ def prepare_data(
             raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
         train.stats = stats
         if train.synthesis is not None and "face" in ignored_groups(stats):
+            # Only the face is left out of rendering: it is 468 of 543 landmarks, while the pose
+            # carries the shoulders every body frame needs and a hand is 21 points (the
+            # derivation skips any ignored group, whatever the speller renders).
             train.synthesis.leave_out_face()
     # data.ignore lives in the statistics: without corpus_stats there are none to hold it.
     dev = dataset("dev", stats)

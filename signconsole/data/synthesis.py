@@ -69,6 +69,7 @@ class Speller:
             rng.choice(lengths, size=slots, p=counts / counts.sum()),
         )
         self.frames_per_letter = frames_per_letter
+        self._bank_index: torch.Tensor | None = None  # set when the bank leaves landmarks out
 
     def _rng(self, *stream: int) -> np.random.Generator:
         # crc32, not hash(): Python salts str hashes per process.
@@ -98,9 +99,9 @@ class Speller:
         glosses = self.glosses(index, rng)
         landmarks, mask = render(glosses, self.bank, rng, self.variation)
         landmarks, mask = torch.from_numpy(landmarks.astype(np.float16)), torch.from_numpy(mask)
-        if self.bank.landmark_index is None:
+        index = self._bank_index
+        if index is None:
             return glosses, landmarks, mask
-        index = torch.from_numpy(self.bank.landmark_index)
         full = torch.zeros((len(landmarks), N_LANDMARKS, 3), dtype=torch.float16)
         full_mask = torch.zeros((len(landmarks), N_LANDMARKS), dtype=torch.bool)
         full[:, index], full_mask[:, index] = landmarks, mask  # the left-out face: not detected
@@ -109,3 +110,5 @@ class Speller:
     def leave_out_face(self) -> None:
         """Render without the face from now on: the profile ignores it (`data.ignore`)."""
         self.bank = self.bank.without_face()
+        assert self.bank.landmark_index is not None
+        self._bank_index = torch.from_numpy(self.bank.landmark_index)
