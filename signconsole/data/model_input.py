@@ -20,29 +20,20 @@ class ModelInput:
         self.coordinates, self.normalization, self.stats = coordinates, normalization, stats
         skipped = ignored_groups(stats) if normalization == "corpus_stats" and stats else ()
         self.columns: Columns = LAYOUT.columns(skipped)
-        self._kept_stats: dict[torch.device, FeatureStats] = {}
-        self._full: dict[torch.device, FeatureStats] = {}
+        self._stats: dict[tuple[torch.device, bool], FeatureStats] = {}
 
-    def _stats_for_columns(self, device: torch.device) -> FeatureStats | None:
-        """The statistics of the derived columns, copied to `device` once, not every batch."""
+    def _stats_on(self, device: torch.device, columns_only: bool) -> FeatureStats | None:
+        """The statistics (of the derived columns, or whole), copied to `device` once, not
+        every batch."""
         if self.stats is None:
             return None
-        if device not in self._kept_stats:
-            index = self.columns.index
-            self._kept_stats[device] = FeatureStats(
-                self.stats.mean[index].to(device), self.stats.scale[index].to(device)
-            )
-        return self._kept_stats[device]
-
-    def _full_stats(self, device: torch.device) -> FeatureStats | None:
-        """Whole-width statistics on `device`, for stored features (once per device)."""
-        if self.stats is None:
-            return None
-        if device not in self._full:
-            self._full[device] = FeatureStats(
-                self.stats.mean.to(device), self.stats.scale.to(device)
-            )
-        return self._full[device]
+        key = (device, columns_only)
+        if key not in self._stats:
+            mean, scale = self.stats.mean, self.stats.scale
+            if columns_only:
+                mean, scale = mean[self.columns.index], scale[self.columns.index]
+            self._stats[key] = FeatureStats(mean.to(device), scale.to(device))
+        return self._stats[key]
 
     def derive(
         self, landmarks: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None
@@ -52,7 +43,9 @@ class ModelInput:
         values, valid = LAYOUT.features_with_validity(
             landmarks, mask, self.coordinates, self.columns
         )
-        return self._normalize(values, valid, self._stats_for_columns(values.device), lengths)
+        return self._normalize(
+            values, valid, self._stats_on(values.device, columns_only=True), lengths
+        )
 
     def stored(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Normalized full-width values from precomputed features [T, F] or a padded batch."""
@@ -63,7 +56,9 @@ class ModelInput:
             frames = torch.arange(features.shape[-2], device=features.device)
             in_sequence = frames[None] < lengths.to(features.device)[:, None]
             valid = in_sequence[..., None].expand_as(features)
-        return self._normalize(features, valid, self._full_stats(features.device), lengths)
+        return self._normalize(
+            features, valid, self._stats_on(features.device, columns_only=False), lengths
+        )
 
     def full(self, landmarks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[T, 6516] normalized, the skipped columns 0."""
