@@ -75,3 +75,18 @@ def test_a_healthy_run_keeps_the_plain_hint() -> None:
     assert "seed 000" in raised[0].hint
     health.check_gradients(800, 1.0, {"stem": 1e-7, "lstm": 0.9})  # one starved stage
     assert raised[1].stage == "stem" and "raise" not in raised[1].hint.lower()
+
+
+def test_a_large_first_gradient_under_clipping_is_not_an_explosion() -> None:
+    raised: list[AlarmRaised] = []
+    health = HealthMonitor(HealthConfig(), warmup_steps=10, publish=raised.append, clip_norm=1.0)
+    health.check_gradients(1, 107.0, {"fusion": 0.9, "lstm": 0.3})  # before any update
+    assert raised == []
+    health.check_gradients(10, 107.0, {"fusion": 0.9, "lstm": 0.3})  # it persisted
+    assert [alarm.kind for alarm in raised] == ["grad_explode"]
+
+
+def test_a_large_first_gradient_without_clipping_is_an_explosion() -> None:
+    health, raised = monitor()  # clip_norm 0: nothing bounds the first update
+    health.check_gradients(1, 107.0, {"fusion": 0.9})
+    assert [alarm.kind for alarm in raised] == ["grad_explode"]

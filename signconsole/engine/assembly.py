@@ -92,7 +92,12 @@ def assemble(engine: Engine) -> None:
     engine.lr_control = LearningRateControl(
         profile.optimizer.learning_rate, profile.schedule, engine.total_steps
     )
-    engine.health = HealthMonitor(profile.health, profile.schedule.warmup_steps, engine.bus.publish)
+    engine.health = HealthMonitor(
+        profile.health,
+        profile.schedule.warmup_steps,
+        engine.bus.publish,
+        clip_norm=profile.optimizer.grad_clip,
+    )
     engine.evaluator = Evaluator(engine)
     engine.callbacks = cb.standard_callbacks(training, engine.clock, CommandInbox())
     engine.agreement = next(c for c in engine.callbacks if isinstance(c, cb.RankAgreement))
