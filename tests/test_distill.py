@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 
 import pytest
 import torch
 
 from signconsole.engine.distill import TeacherError
+from signconsole.engine.distill_summary import find_baseline
 from signconsole.engine.losses import distillation_loss, resample_time
 from signconsole.events import DistillationSummary, StepLogged
 from signconsole.models.base import ModelOutput
@@ -128,6 +130,12 @@ def test_distillation_run_trains_the_student_only(small_profile, train, teacher_
     assert teacher_row["parameters"] == teacher.parameters
     assert teacher_row["parameters"] > student_row["parameters"]
     assert baseline_row["run"] == str(baseline)
+    # a student that trained fewer steps than the distilled one is no baseline
+    steps = trained.engine.state.step
+    profile_dict = tomllib.loads(trained.engine.profile_toml)
+    runs_dir = trained.result.run_dir.parent
+    assert find_baseline(runs_dir, profile_dict, trained.result.run_dir, steps) == baseline
+    assert find_baseline(runs_dir, profile_dict, trained.result.run_dir, steps + 1) is None
     assert all(row["cpu_ms_per_sequence"] > 0 for row in summary.rows)
     assert all(row["test_error"] is not None for row in summary.rows)
     assert student_row["test_error"] == trained.engine.test_error_rate

@@ -72,14 +72,19 @@ def comparable_section(profile_dict: dict[str, Any], section: str) -> dict[str, 
     return values
 
 
-def find_baseline(runs_dir: Path, profile_dict: dict[str, Any], exclude: Path) -> Path | None:
+def find_baseline(
+    runs_dir: Path, profile_dict: dict[str, Any], exclude: Path, min_steps: int
+) -> Path | None:
     """The newest student run with this run's model and data sections that ran to its end or
-    to its budget (finished or stopped, not failed)."""
+    to its budget (finished or stopped, not failed) and trained at least `min_steps` steps,
+    the distilled run's. A student stopped early would make any distillation look like a gain
+    (a 50-step run at 94% LER beside a distilled one at 3%)."""
     for run in list_runs(runs_dir):
         if (
             run.path == exclude
             or run.kind != "student"
             or run.status not in ("finished", "stopped")
+            or run.steps < min_steps
         ):
             continue
         try:

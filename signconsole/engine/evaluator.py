@@ -149,7 +149,9 @@ class Evaluator:
             ),
         ]
         profile_dict = tomllib.loads(engine.profile_toml)
-        baseline = ds.find_baseline(engine.runs_dir, profile_dict, engine.run_dir)
+        baseline = ds.find_baseline(
+            engine.runs_dir, profile_dict, engine.run_dir, engine.state.step
+        )
         if baseline is not None:
             summary = summarize(baseline)
             rows.append(
