@@ -10,11 +10,14 @@ import tomllib
 import pytest
 import torch
 
+from signconsole.config import DistillConfig
 from signconsole.engine.distill import TeacherError
 from signconsole.engine.distill_summary import find_baseline
-from signconsole.engine.losses import distillation_loss, resample_time
+from signconsole.engine.losses import distillation_loss, kd_weight, resample_time
 from signconsole.events import DistillationSummary, StepLogged
 from signconsole.models.base import ModelOutput
+from signconsole.profile import load_profile
+from signconsole.profile_files import ProfileError
 
 
 def output(logits: list, lengths: list[int]) -> ModelOutput:
@@ -160,3 +163,25 @@ def test_teacher_with_other_normalization_is_refused(small_profile, train, teach
     )
     with pytest.raises(TeacherError, match="data.normalization"):
         train(profile)
+
+
+def test_linear_kd_weight_hands_the_end_of_the_run_to_the_labels() -> None:
+    constant = DistillConfig(alpha=0.7)
+    assert [kd_weight(constant, step, 380) for step in (0, 190, 379)] == [0.7, 0.7, 0.7]
+    linear = DistillConfig(alpha=0.7, alpha_schedule="linear")
+    assert kd_weight(linear, 0, 380) == 0.7  # the first step: all the teacher's alpha
+    assert kd_weight(linear, 379, 380) == 0.0  # the last step: CTC alone
+    middle = kd_weight(linear, 190, 381)
+    assert middle == pytest.approx(0.35)
+    assert kd_weight(linear, 500, 380) == 0.0  # past the plan (a resumed run): never negative
+
+
+def test_an_unknown_kd_weight_schedule_is_refused_with_its_choices(tmp_path) -> None:
+    profile = tmp_path / "distill.toml"
+    profile.write_text(
+        'name = "d"\nkind = "distill"\n[distill]\nteacher = "t"\nalpha_schedule = "cosine"\n'
+    )
+    with pytest.raises(ProfileError) as error:
+        load_profile(profile)
+    message = str(error.value)
+    assert "distill.alpha_schedule" in message and "linear" in message

@@ -315,7 +315,8 @@ def _teacher(profile: Profile, data: PreparedData) -> Check:
         "pass",
         f"{teacher.checkpoint}: {teacher.profile.model.architecture}, "
         f"{teacher.parameters / 1e6:.2f}M parameters; vocabulary and normalization match; "
-        f"T = {profile.distill.temperature}, alpha = {profile.distill.alpha}",
+        f"T = {profile.distill.temperature}, alpha = {profile.distill.alpha}"
+        + (" falling to 0" if profile.distill.alpha_schedule == "linear" else ""),
     )
 
 

@@ -31,7 +31,7 @@ from signconsole.engine.checkpoint import save_checkpoint
 from signconsole.engine.distill import Teacher, TeacherTimer
 from signconsole.engine.distributed import Distributed
 from signconsole.engine.health import stage_grad_norms
-from signconsole.engine.losses import ctc_loss, distillation_loss
+from signconsole.engine.losses import ctc_loss, distillation_loss, kd_weight
 from signconsole.engine.run_events import run_finished
 from signconsole.engine.setup import resolve_device
 from signconsole.engine.state import TrainState
@@ -243,7 +243,7 @@ class Engine:
         with self.teacher_timer.timing(self.device, self.log_due(self.state.step)):
             teacher_output = self.teacher.forward(batch.features, batch.lengths.to(self.device))
         kd = distillation_loss(output, teacher_output, self.profile.distill.temperature)
-        alpha = self.profile.distill.alpha
+        alpha = kd_weight(self.profile.distill, self.state.step, self.total_steps)
         return alpha * kd + (1 - alpha) * ctc, {"ctc": ctc.detach(), "kd": kd.detach()}, output
 
     # ----------------------------------------------------------------- what callbacks use
