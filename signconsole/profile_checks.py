@@ -243,6 +243,18 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
         f"statistics), got {profile.data.normalization!r}; set it, or remove data.ignore",
         "data.normalization",
     )
+    check(
+        profile.kind != "distill"
+        or profile.distill.alpha_schedule != "linear"
+        or training.max_epochs > 0
+        or training.max_steps > 0,
+        "distill.alpha_schedule",
+        '"linear" falls to 0 at the planned last step, and a run limited by '
+        "training.max_minutes alone has none; set training.max_epochs or training.max_steps, "
+        'or use "constant"',
+        "training.max_epochs",
+        "training.max_steps",
+    )
     epochs = training.max_epochs
     if epochs > 0 and training.max_steps == 0 and training.max_minutes == 0:
         # Only when epochs are the run's one end: with a step or time limit they may never come.

@@ -185,3 +185,21 @@ def test_an_unknown_kd_weight_schedule_is_refused_with_its_choices(tmp_path) -> 
         load_profile(profile)
     message = str(error.value)
     assert "distill.alpha_schedule" in message and "linear" in message
+
+
+def test_linear_kd_weight_in_a_run_and_no_baseline_that_trained_fewer_steps(
+    small_profile, train, teacher_run
+) -> None:
+    short_student = train(small_profile("training.max_steps=3")).result.run_dir
+    assert short_student.is_dir()
+    trained = train(
+        distill_profile(small_profile, str(teacher_run), "distill.alpha_schedule=linear")
+    )
+    assert trained.engine.health.clip_norm == trained.engine.profile.optimizer.grad_clip > 0
+    first, *_, last = trained.of(StepLogged)  # log_every = 1: steps 1 and 12 of 12
+    kd, ctc = first.parts["kd"], first.parts["ctc"]
+    assert first.loss == pytest.approx(0.7 * kd + 0.3 * ctc)  # the first step: alpha itself
+    assert last.loss == pytest.approx(last.parts["ctc"])  # the last: CTC alone
+    [summary] = trained.of(DistillationSummary)
+    # the only student run stopped at step 3 of the distilled run's 12: it is no baseline
+    assert [row["role"] for row in summary.rows] == ["teacher", "student (distilled)"]

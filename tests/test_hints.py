@@ -82,6 +82,10 @@ def test_a_large_first_gradient_under_clipping_is_not_an_explosion() -> None:
     health = HealthMonitor(HealthConfig(), warmup_steps=10, publish=raised.append, clip_norm=1.0)
     health.check_gradients(1, 107.0, {"fusion": 0.9, "lstm": 0.3})  # before any update
     assert raised == []
+    # nor does a stage, clipped 107-fold, read as starved beside the unclipped total
+    no_warmup = HealthMonitor(HealthConfig(), warmup_steps=0, publish=raised.append, clip_norm=1.0)
+    no_warmup.check_gradients(1, 107.0, {"stem": 9e-6, "lstm": 0.99})
+    assert raised == []
     health.check_gradients(10, 107.0, {"fusion": 0.9, "lstm": 0.3})  # it persisted
     assert [alarm.kind for alarm in raised] == ["grad_explode"]
 

@@ -201,6 +201,13 @@ def contradiction_cases() -> list[Case]:
             '[data]\nnormalization = "per_sample"\nignore = ["face"]\n',
             "data.ignore",
         ),
+        text_case(
+            "linear-kd-weight-without-a-planned-end",
+            '[distill]\nteacher = "t"\nalpha_schedule = "linear"\n'
+            "[training]\nmax_epochs = 0\nmax_steps = 0\nmax_minutes = 5.0\n",
+            "distill.alpha_schedule",
+            ("kind=distill",),
+        ),
         text_case("hidden-odd", "[model]\nhidden = 63\n", "model.hidden"),
         text_case("stride-3", "[model]\ntemporal_stride = 3\n", "model.temporal_stride"),
         text_case(
