@@ -176,7 +176,7 @@ class DistillConfig:
     teacher: str = ""  # the teacher: run directory, checkpoint, or glob of run dirs (newest match)
     temperature: float = 4.0  # softens teacher and student posteriors
     alpha: float = 0.7  # weight of the KD term; 1 - alpha weighs CTC
-    alpha_schedule: AlphaSchedule = "constant"  # "linear": the KD weight falls from alpha to 0 at the last step (the teacher guides early, the labels decide the end)
+    alpha_schedule: AlphaSchedule = "constant"  # "linear": the KD weight falls from alpha to 0 at the planned last step (the teacher guides early, the labels decide the end)
 
 
 @dataclass(frozen=True)
