@@ -190,8 +190,7 @@ def test_an_unknown_kd_weight_schedule_is_refused_with_its_choices(tmp_path) -> 
 def test_linear_kd_weight_in_a_run_and_no_baseline_that_trained_fewer_steps(
     small_profile, train, teacher_run
 ) -> None:
-    short_student = train(small_profile("training.max_steps=3")).result.run_dir
-    assert short_student.is_dir()
+    train(small_profile("training.max_steps=3"))  # a student stopped at step 3
     trained = train(
         distill_profile(small_profile, str(teacher_run), "distill.alpha_schedule=linear")
     )

@@ -57,7 +57,7 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         "training.max_epochs=10000",
         "training.eval_every=20",
         'freeze.frozen=["fusion"]',
-        "health.grad_norm_explode=0.0001",  # an alarm at the first logged step after the first
+        "health.grad_norm_explode=0.0001",  # an alarm at the second logged step (clipping exempts the first)
         "health.grad_norm_vanish=0.00001",  # below it, as a profile must have it
     ]
     command = [
