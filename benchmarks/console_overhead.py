@@ -79,6 +79,7 @@ from textual.widgets import Static  # noqa: E402
 from signconsole.data.dataset import Batch, collate  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.events import RunFinished, StateChanged, StepLogged, Stop  # noqa: E402
+from signconsole.models.fusion import skip_zero_columns  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
 from signconsole.tui.app import SignConsole  # noqa: E402
 from signconsole.tui.chart_pane import ChartPane  # noqa: E402
@@ -524,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"span: batches {warmup}..{warmup + steps - 1}, {frames:.0f} frames a batch on average")
     torch.manual_seed(profile.training.seed)  # the engine's initial weights
     model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
+    skip_zero_columns(model, data.train.model_input.columns)  # as the engine does
     print(
         f"model: {profile.model.architecture}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters"

@@ -43,6 +43,7 @@ from signconsole.data.dataset import BucketBatchSampler  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.loader import batch_stream  # noqa: E402
 from signconsole.data.prepare import prepare_data  # noqa: E402
+from signconsole.models.fusion import skip_zero_columns  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
 from signconsole.profile import load_profile  # noqa: E402
 
@@ -68,9 +69,10 @@ def load_case(case: str, sequences: int, device: str):
 class Loop:
     """The bare step: what engine_overhead.py's bare path does."""
 
-    def __init__(self, profile, vocabulary_size: int, device: torch.device) -> None:
+    def __init__(self, profile, vocabulary_size: int, device: torch.device, columns) -> None:
         torch.manual_seed(0)
         self.model = build_model(profile.model, LAYOUT.dim, vocabulary_size).to(device).train()
+        skip_zero_columns(self.model, columns)  # as the engine does
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.device = device
         precision = profile.training.precision
@@ -144,7 +146,7 @@ def main() -> int:
         index_batches = sampler.batches()
         needed = args.steps + args.warmup
         index_batches = (index_batches * (needed // len(index_batches) + 1))[:needed]
-        loop = Loop(profile, len(data.vocabulary), device)
+        loop = Loop(profile, len(data.vocabulary), device, data.train.model_input.columns)
         ideal = list(batch_stream(data.train, index_batches, device, epoch=1, workers=0))
         rate_ideal, _ = measure(loop, ideal, args.steps, args.warmup)
         del ideal

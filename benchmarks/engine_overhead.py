@@ -66,6 +66,7 @@ from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
 from signconsole.events import Event, EventBus, StepLogged  # noqa: E402
+from signconsole.models.fusion import skip_zero_columns  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
 from signconsole.profile import load_profile  # noqa: E402
 
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.setup()  # seeds, builds the model, subscribes the RunRecorder
         bare_model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
         bare_model.load_state_dict(engine.model.state_dict())  # identical initial weights
+        skip_zero_columns(bare_model, data.train.model_input.columns)  # as the engine does
         parameters = sum(p.numel() for p in bare_model.parameters())
         print(f"model: {profile.model.architecture}, {parameters / 1e6:.2f}M parameters")
         paths = [BarePath(bare_model, profile), EnginePath(engine)]

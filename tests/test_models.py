@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -9,9 +10,10 @@ import torch
 from torch import nn
 
 from signconsole.config import ModelConfig
-from signconsole.data.layout import FEATURE_DIM
+from signconsole.data.layout import FEATURE_DIM, LAYOUT
 from signconsole.models.base import CSLRModel, MaskedBatchNorm1d
 from signconsole.models.contract import ModelOutput
+from signconsole.models.fusion import skip_zero_columns
 from signconsole.models.registry import ARCHITECTURES, build_model
 
 VOCAB = 12
@@ -121,6 +123,39 @@ def test_nan_padding_keeps_gradients_finite(architecture: str) -> None:
     out.logits[valid].sum().backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+
+@pytest.mark.parametrize("ignored", [("face",), ("face", "left_hand"), ()])
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_skipping_zero_columns_is_the_same_model(architecture: str, ignored: tuple) -> None:
+    """A fusion told which columns the data fills computes the same outputs and gradients, from
+    the same parameters (a checkpoint loads either way), as one reading all 6516."""
+    dense = small(architecture, fusion_dim=16).train()
+    with torch.no_grad():  # LayerNorm gains and biases away from 1 and 0, so they matter
+        for parameter in dense.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    skipping = copy.deepcopy(dense)
+    columns = LAYOUT.columns(ignored)
+    skip_zero_columns(skipping, columns)
+    assert sorted(skipping.state_dict()) == sorted(dense.state_dict())
+    batch = torch.zeros(3, 30, FEATURE_DIM)
+    batch[..., columns.index] = features(3, 30)[..., columns.index]
+    batch[2, 12:] = float("nan")  # padding is still masked before anything reads it
+    lengths = torch.tensor([30, 25, 12])
+    outputs = []
+    for model in (dense, skipping):
+        torch.manual_seed(1)  # the same dropout masks
+        out = model(batch, lengths)
+        valid = torch.arange(out.logits.shape[1])[None, :] < out.lengths[:, None]
+        (out.logits[valid] * torch.arange(VOCAB)).sum().backward()
+        outputs.append(out.logits[valid].detach())
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
+    # float32 sums in another order: each gradient's difference against the whole gradient's
+    # size (a gradient that is 0 in theory, behind a batch norm, is all rounding either way)
+    scale = float(torch.cat([p.grad.flatten() for p in dense.parameters()]).norm())
+    for (name, a), b in zip(dense.named_parameters(), skipping.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None, name
+        assert float((b.grad - a.grad).norm()) <= 1e-4 * scale, name
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))

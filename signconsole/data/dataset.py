@@ -245,9 +245,7 @@ def collate(items: list[Item]) -> Batch:
         if item.columns is None:
             features[row, : item.features.shape[0]] = item.features
         else:  # derived columns only: the rest stays 0, what normalization makes of them
-            features[row, : item.features.shape[0]].index_copy_(
-                -1, item.columns.index, item.features
-            )
+            item.columns.widen(item.features, out=features[row, : item.features.shape[0]])
     targets = torch.tensor([t for item in items for t in item.targets], dtype=torch.long)
     target_lengths = torch.tensor([len(item.targets) for item in items], dtype=torch.long)
     return Batch([item.id for item in items], features, lengths, targets, target_lengths)

@@ -39,6 +39,7 @@ scale-free view.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -208,13 +209,34 @@ class Columns:
     index: torch.Tensor  # [12K] columns of the full vector, ascending
     full: bool  # every column: the values are the whole vector as they are
 
-    def widen(self, values: torch.Tensor) -> torch.Tensor:
-        """[..., C] values -> [..., 6516] with zeros in the skipped columns."""
-        if self.full:
+    @cached_property
+    def runs(self) -> list[tuple[int, int, int]]:
+        """(first column, end column, first value) of each stretch of consecutive columns: the
+        face left out leaves four (one per block), and four slice copies are ~3x as fast as
+        one indexed copy of a 60 MB batch."""
+        index = self.index.tolist()
+        runs, start = [], 0
+        for position in range(1, len(index) + 1):
+            if position == len(index) or index[position] != index[position - 1] + 1:
+                runs.append((index[start], index[position - 1] + 1, start))
+                start = position
+        return runs
+
+    def widen(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[..., C] values -> [..., 6516] with zeros in the skipped columns (written into `out`
+        when given, whose skipped columns must be zeros already)."""
+        if self.full and out is None:
             return values
-        wide = values.new_zeros((*values.shape[:-1], FEATURE_DIM))
-        wide[..., self.index.to(values.device)] = values
+        wide = values.new_zeros((*values.shape[:-1], FEATURE_DIM)) if out is None else out
+        for first, end, source in self.runs:
+            wide[..., first:end] = values[..., source : source + end - first]
         return wide
+
+    def take(self, wide: torch.Tensor) -> torch.Tensor:
+        """[..., 6516] -> [..., C]: the values of these columns, in order (`widen` undone)."""
+        if self.full:
+            return wide
+        return torch.cat([wide[..., first:end] for first, end, _ in self.runs], dim=-1)
 
 
 def both_padded(valid: torch.Tensor, frames: int, total: int) -> torch.Tensor:

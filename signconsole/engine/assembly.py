@@ -26,6 +26,7 @@ from signconsole.engine.schedule import LearningRateControl
 from signconsole.engine.setup import resolve_device
 from signconsole.errors import UserError
 from signconsole.models.contract import EncoderTap, model_stages
+from signconsole.models.fusion import skip_zero_columns
 from signconsole.models.registry import build_from_source
 from signconsole.profile import profile_to_toml, with_absolute_paths
 
@@ -61,6 +62,8 @@ def assemble(engine: Engine) -> None:
     engine.model = build_from_source(
         engine.model_source, profile.model, engine.input_dim, len(engine.vocabulary)
     ).to(engine.device)
+    # Columns the data leaves at 0 (ignored groups) are not read by a built-in fusion.
+    skip_zero_columns(engine.model, data.train.model_input.columns)
     engine.contract = setup.check_contract(
         engine.model, probe, len(engine.vocabulary), engine.device, profile.source or profile.name
     )

@@ -20,6 +20,7 @@ from signconsole.data.normalize import FeatureStats
 from signconsole.data.readers import read_sequence
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.errors import UserError
+from signconsole.models.fusion import skip_zero_columns
 from signconsole.models.pretrained import read_state, resolve_checkpoint
 from signconsole.models.provenance import source_for_run
 from signconsole.models.registry import build_from_source
@@ -85,6 +86,8 @@ def load_trained(
     input_dim = int(state.get("input_dim", LAYOUT.dim))  # format-1 checkpoints: built-ins only
     model = build_from_source(rebuilt.source, profile.model, input_dim, len(vocabulary))
     model.load_state_dict(state["model"])
+    data = profile.data
+    skip_zero_columns(model, ModelInput(data.coordinates, data.normalization, stats).columns)
     model.to(device).eval()
     return TrainedModel(
         model,

@@ -12,6 +12,13 @@ parameters and multiply-adds of a full projection, for a block that carries litt
 Everything here is per frame, so nothing can leak across time; still, padding frames are zeroed
 on the way in (garbage or NaN in padding must not reach a weight gradient) and on the way out
 (the temporal stages rely on padding being exactly 0).
+
+Columns the data path leaves at 0 (groups a profile ignores, `data.ignore`: the face is 86% of
+the vector) are not read: `skip_zero_columns` tells the fusion which columns the input fills, and
+each encoder then computes its LayerNorm and first projection from those alone, with the zero
+columns' share written out in closed form (`ModalityEncoder.forward_kept`). The result is the
+same function of the same parameters (a test compares outputs and gradients), so checkpoints are
+unchanged; on the demo it took the fusion's forward and backward from ~110 ms to ~20 ms a batch.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from signconsole.data.layout import LAYOUT
+from signconsole.data.layout import LAYOUT, Columns
 from signconsole.models.base import time_mask
 
 
@@ -41,6 +49,37 @@ class ModalityEncoder(nn.Sequential):
                 drop=nn.Dropout(dropout),
             )
         )
+
+    def forward_kept(
+        self, kept_values: torch.Tensor, kept: torch.Tensor, zero: torch.Tensor
+    ) -> torch.Tensor:
+        """What `forward` gives for an input that is 0 outside the columns `kept`, from the
+        values of those columns alone.
+
+        LayerNorm over all `n` columns: the zero columns add nothing to the mean and
+        (0 - mean)^2 each to the variance, and each normalizes to the one value
+        `-mean / std` (times its gain, plus its bias). Through the first projection W that is
+        `W[:, zero] @ gain[zero] * (-mean / std) + W[:, zero] @ bias[zero]`: a vector per
+        frame instead of a product with every zero column."""
+        norm, projection = self.norm, self.proj
+        first = projection if isinstance(projection, nn.Linear) else projection[0]
+        assert isinstance(norm, nn.LayerNorm) and isinstance(first, nn.Linear)
+        n = norm.normalized_shape[0]
+        values = kept_values.float()  # LayerNorm statistics in float32, as autocast keeps them
+        mean = values.sum(-1, keepdim=True) / n
+        centred = values - mean
+        variance = (centred.square().sum(-1, keepdim=True) + (n - kept.numel()) * mean.square()) / n
+        inverse_std = torch.rsqrt(variance + norm.eps)
+        normalized = centred * inverse_std * norm.weight[kept] + norm.bias[kept]
+        weight_zero = first.weight[:, zero]
+        out = (
+            F.linear(normalized, first.weight[:, kept], first.bias)
+            + (-mean * inverse_std) * (weight_zero @ norm.weight[zero])
+            + weight_zero @ norm.bias[zero]
+        )
+        if projection is not first:
+            out = projection[1](out)
+        return self.drop(self.act(out))
 
 
 class Fusion(nn.Module):
@@ -66,13 +105,54 @@ class Fusion(nn.Module):
             nn.GELU(),
             nn.Dropout(dropout),
         )
+        self._kept_counts: list[int] | None = None  # set by skip_zero_columns
+        self._columns: Columns | None = None
+
+    def skip_zero_columns(self, columns: Columns) -> None:
+        """The input is 0 outside `columns` (what the data path derives): read only those.
+        Non-persistent buffers: the state dict, and so every checkpoint, stays the same."""
+        if columns.full:
+            self._columns, self._kept_counts = None, None
+            return
+        device = self.project[0].weight.device  # after `.to(device)` as well as before
+        index = columns.index
+        self._columns = columns
+        self._kept_counts = []
+        for name, part in self.slices.items():
+            inside = (index >= part.start) & (index < part.stop)
+            local = torch.zeros(part.stop - part.start, dtype=torch.bool)
+            local[index[inside] - part.start] = True
+            kept, zero = local.nonzero().flatten(), (~local).nonzero().flatten()
+            self.register_buffer(f"_kept_{name}", kept.to(device), persistent=False)
+            self.register_buffer(f"_zero_{name}", zero.to(device), persistent=False)
+            self._kept_counts.append(int(inside.sum()))
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if features.shape[-1] != LAYOUT.dim:
             raise ValueError(f"expected {LAYOUT.dim} features per frame, got {features.shape[-1]}")
         valid = time_mask(lengths, features.shape[1]).transpose(1, 2)  # [B, T, 1]
-        features = features.masked_fill(~valid, 0.0)
-        parts = [
-            encoder(features[..., self.slices[name]]) for name, encoder in self.encoders.items()
-        ]
+        if self._kept_counts is None:
+            features = features.masked_fill(~valid, 0.0)
+            parts = [
+                encoder(features[..., self.slices[name]]) for name, encoder in self.encoders.items()
+            ]
+        else:
+            kept_values = self._columns.take(features).masked_fill(~valid, 0.0)
+            parts = []
+            for (name, encoder), values in zip(
+                self.encoders.items(), kept_values.split(self._kept_counts, -1), strict=True
+            ):
+                zero = getattr(self, f"_zero_{name}")
+                if not zero.numel():
+                    parts.append(encoder(values))
+                else:
+                    parts.append(encoder.forward_kept(values, getattr(self, f"_kept_{name}"), zero))
         return self.project(torch.cat(parts, dim=-1)).masked_fill(~valid, 0.0)
+
+
+def skip_zero_columns(model: nn.Module, columns: Columns) -> None:
+    """Tell every built-in fusion inside `model` (a user's model may hold one too) which columns
+    its input fills; a model without one is left as it is."""
+    for module in model.modules():
+        if isinstance(module, Fusion):
+            module.skip_zero_columns(columns)
