@@ -5,8 +5,9 @@ frame) and derives the 6516-vector on the fly; `collate` pads a batch and return
 length-bucketed sampler keeps padding low: batches are drawn from sequences of similar length.
 A training split may instead spell new sequences every epoch (`synthesis.Speller`); then the
 stored files still serve statistics, checks and the doctor, and the speller serves batches.
-`raw_item` + `collate_raw` give the landmarks themselves (float16, 8x smaller than the 6516
-floats), for a loader that derives the features on the GPU (`loader.py`).
+`raw_item` + `collate_raw` give the landmarks themselves, padded, for the loader (`loader.py`),
+which derives the features once per batch: on its threads, or on the GPU from float16 landmarks
+(8x smaller than the 6516 floats).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ the vector) are not read: `skip_zero_columns` tells the fusion which columns the
 each encoder then computes its LayerNorm and first projection from those alone, with the zero
 columns' share written out in closed form (`ModalityEncoder.forward_kept`). The result is the
 same function of the same parameters (a test compares outputs and gradients), so checkpoints are
-unchanged; on the demo it took the fusion's forward and backward from ~110 ms to ~20 ms a batch.
+unchanged; on a demo batch it took the fusion's forward and backward from 86-150 ms to 37-66 ms,
+and a whole student step to 0.58x its CPU time.
 """
 
 from __future__ import annotations
