@@ -61,8 +61,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from signconsole.data.dataset import Batch, BucketBatchSampler, collate  # noqa: E402
+from signconsole.data.dataset import Batch, BucketBatchSampler  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
+from signconsole.data.loader import batch_stream  # noqa: E402
 from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
 from signconsole.events import Event, EventBus, StepLogged  # noqa: E402
@@ -214,8 +215,8 @@ def collate_batches(profile, data: PreparedData, count: int) -> tuple[list[Batch
     """`count` shuffled-epoch batches, collated once: both paths step on exactly these tensors.
     Also their sample indices."""
     indices = engine_batches(profile, data, count, 1)
-    data.train.set_epoch(1)
-    return [collate([data.train.training_item(i) for i in batch]) for batch in indices], indices
+    # The engine's own loader path, in this thread (workers=0), so both paths see its tensors.
+    return list(batch_stream(data.train, indices, "cpu", epoch=1, workers=0)), indices
 
 
 def data_loading_seconds(data: PreparedData, indices: list[list[int]]) -> float:
@@ -223,8 +224,8 @@ def data_loading_seconds(data: PreparedData, indices: list[list[int]]) -> float:
     (what `data.num_workers = 0` does): sequences read or spelled, features derived,
     normalized, padded."""
     start = time.perf_counter()
-    for batch in indices:
-        collate([data.train.training_item(i) for i in batch])
+    for _ in batch_stream(data.train, indices, "cpu", epoch=1, workers=0):
+        pass
     return (time.perf_counter() - start) / len(indices)
 
 

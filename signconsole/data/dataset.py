@@ -181,10 +181,10 @@ class SequenceDataset(Dataset):
         return item
 
     def training_item(self, index: int, synthesized: bool = True) -> Item:
-        """What training sees at `index` this epoch: with synthesis a newly spelled sequence,
-        else the stored one (augmented when set). Checks and the doctor read `self[index]`, the
-        stored files. The features are the derived columns only (`item.columns`; collate puts
-        them in place)."""
+        """One sequence's normalized features, derived on its own: `self[index]` (checks, the
+        doctor, statistics' consumers) reads the stored files through it. Training batches are
+        derived a whole batch at once (`loader.batch_stream`); a test holds the two equal. The
+        features are the derived columns only (`item.columns`; collate puts them in place)."""
         item = self.raw_item(index, synthesized, shipped=False)
         model_input = self.model_input
         if item.landmarks is None:
