@@ -1,7 +1,8 @@
 """Data loading against training: steps/s and the share of step time spent waiting for data.
 
     python benchmarks/data_loader.py [--case demo-student|phoenix-teacher ...] [--device cpu|cuda]
-                                     [--workers 0 1 2] [--steps N]
+                                     [--workers 0 1 2] [--loader auto|processes|threads]
+                                     [--steps N]
 
 A bare training loop (forward, CTC, backward, clip, AdamW) over the batches the engine's sampler
 draws, fed by `data.loader.batch_stream`:
@@ -10,7 +11,8 @@ draws, fed by `data.loader.batch_stream`:
                the upper bound a loader can reach;
 - `workers=0`  each batch prepared in the training thread when asked for (before: the engine's
                DataLoader with `num_workers = 0`);
-- `workers=N`  N loader threads preparing batches ahead (after).
+- `workers=N`  N loader workers preparing batches ahead (after): forked processes where the
+               platform allows (`--loader auto`, the engine's default), else threads.
 
 `wait` is the time the loop spent inside `next()` over its wall time. On CUDA, features are
 derived on the device from float16 landmarks (the default there); `--host-features` ships the
@@ -41,7 +43,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from signconsole.data.dataset import BucketBatchSampler  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
-from signconsole.data.loader import batch_stream  # noqa: E402
+from signconsole.data.loader import batch_stream, resolve_loader  # noqa: E402
 from signconsole.data.prepare import prepare_data  # noqa: E402
 from signconsole.models.fusion import skip_zero_columns  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
@@ -122,6 +124,7 @@ def main() -> int:
     parser.add_argument("--case", choices=CASES, action="append")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--loader", default="auto", choices=("auto", "processes", "threads"))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--phoenix-sequences", type=int, default=400)
@@ -159,10 +162,12 @@ def main() -> int:
                 device,
                 epoch=1,
                 workers=workers,
+                loader=args.loader,
                 features_on_device=on_device,
             )
             rate, wait = measure(loop, stream, args.steps, args.warmup)
-            label = f"workers={workers}" + (" (before)" if workers == 0 else "")
+            kind = resolve_loader(args.loader)
+            label = f"workers={workers}" + (" (before)" if workers == 0 else f" {kind}")
             print(
                 f"{case:<17}{label:<22}{rate:>9.2f}{100 * wait:>7.1f}%{rate / rate_ideal:>10.3f}",
                 flush=True,

@@ -63,8 +63,9 @@ import torch.nn.functional as F  # noqa: E402
 
 from signconsole.data.dataset import Batch, BucketBatchSampler  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
-from signconsole.data.loader import batch_stream  # noqa: E402
+from signconsole.data.loader import batch_stream, resolve_loader  # noqa: E402
 from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
+from signconsole.engine.setup import make_sampler  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
 from signconsole.events import Event, EventBus, StepLogged  # noqa: E402
 from signconsole.models.fusion import skip_zero_columns  # noqa: E402
@@ -219,6 +220,22 @@ def collate_batches(profile, data: PreparedData, count: int) -> tuple[list[Batch
     return list(batch_stream(data.train, indices, "cpu", epoch=1, workers=0)), indices
 
 
+def run_batches(profile, data: PreparedData, steps: int) -> list[Batch]:
+    """The batches `Engine.run()` trains on in its first `steps` steps, in its order: the same
+    sampler epochs (the first sorted short to long) and the same sequences, spelled for their
+    epoch, prepared once here. The bare loop steps on exactly these, so a whole-run pair compares
+    the same work and differs only in who prepares the batches, and when."""
+    sampler = make_sampler(profile, data.train)  # the engine's own
+    prepared: list[Batch] = []
+    epoch = 0
+    while len(prepared) < steps:
+        sampler.set_epoch(epoch)
+        epoch_batches = sampler.batches()[: steps - len(prepared)]
+        prepared.extend(batch_stream(data.train, epoch_batches, "cpu", epoch=epoch, workers=0))
+        epoch += 1
+    return prepared
+
+
 def data_loading_seconds(data: PreparedData, indices: list[list[int]]) -> float:
     """Seconds per batch to build the pool's batches again from the dataset in this thread
     (what `data.num_workers = 0` does): sequences read or spelled, features derived,
@@ -302,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     run_steps = DEFAULT_RUN_STEPS[args.model] if args.run_steps is None else args.run_steps
     if args.threads:
         torch.set_num_threads(args.threads)
+    # The bare loop fed by an ideal loader gets every core torch would use; the engine on the
+    # CPU keeps a core per loader worker (engine/setup.py `share_cpu_cores`).
+    bare_threads = torch.get_num_threads()
 
     load_average = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     print(
@@ -321,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         f"data: {len(data.train)} train sequences, {len(batches)} batches of "
         f"{profile.data.batch_size}, {frames_per_batch:.0f} frames a batch on average; "
         f"preparing a batch (dataset + collate, one thread) {loading * 1e3:.1f} ms; "
-        f"the engine prepares them on {profile.data.num_workers} loader thread(s)"
+        f"the engine prepares them on {profile.data.num_workers} loader worker(s), "
+        f"{resolve_loader(profile.data.loader)}"
     )
 
     with tempfile.TemporaryDirectory(prefix="engine-overhead-") as tmp:
@@ -330,11 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         bus.subscribe(sink)
         engine = Engine(profile, bus, runs_dir=Path(tmp), data=data)
         engine.setup()  # seeds, builds the model, subscribes the RunRecorder
+        engine_threads = torch.get_num_threads()  # the step-only rounds: both paths alike
         bare_model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
         bare_model.load_state_dict(engine.model.state_dict())  # identical initial weights
         skip_zero_columns(bare_model, data.train.model_input.columns)  # as the engine does
         parameters = sum(p.numel() for p in bare_model.parameters())
-        print(f"model: {profile.model.architecture}, {parameters / 1e6:.2f}M parameters")
+        print(
+            f"model: {profile.model.architecture}, {parameters / 1e6:.2f}M parameters; torch "
+            f"threads: {engine_threads} in the engine (and in both paths of the step rounds), "
+            f"{bare_threads} in the whole-run bare loop"
+        )
         paths = [BarePath(bare_model, profile), EnginePath(engine)]
 
         def order(round_index: int) -> list[int]:
@@ -364,14 +390,24 @@ def main(argv: list[str] | None = None) -> int:
         engine._close()
         recorded = sink.events
         full_runs, bare_runs = [], []
+        same_batches = run_batches(profile, data, run_steps) if run_steps > 0 else []
         for round_index in range(args.run_rounds if run_steps > 0 else 0):
+            # Alternating which goes first, so a drift in the machine's speed hits both.
+            bare_first = round_index % 2 == 1
+
+            def bare_pass() -> None:
+                torch.set_num_threads(bare_threads)
+                bare_runs.append(timed(paths[0], same_batches, list(range(run_steps))))
+
+            if bare_first:
+                bare_pass()
             full_runs.append(full_run(profile, data, run_steps, Path(tmp) / f"full{round_index}"))
-            order_full = [i % len(batches) for i in range(run_steps)]
-            bare_runs.append(timed(paths[0], batches, order_full))
+            if not bare_first:
+                bare_pass()
             print(
                 f"  whole run {round_index + 1}: engine.run() steady "
-                f"{full_runs[-1]['steady']:.2f} steps/s, bare loop (ideal loader) "
-                f"{run_steps / bare_runs[-1].wall:.2f} steps/s",
+                f"{full_runs[-1]['steady']:.2f} steps/s, bare loop (ideal loader, the same "
+                f"batches) {run_steps / bare_runs[-1].wall:.2f} steps/s",
                 flush=True,
             )
         full = None

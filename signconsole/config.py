@@ -20,6 +20,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 AdaptMethod = Literal["temporal_mean", "spatial_mean", "temporal_max"]
 WerNormalization = Literal["none", "phoenix"]
 AlphaSchedule = Literal["constant", "linear"]
+LoaderKind = Literal["auto", "processes", "threads"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class DataConfig:
     batch_size: int = 16  # sequences per batch
     max_frames: int = 0  # longer sequences are skipped and reported; 0 = no limit
     bucket_width: int = 8  # frames per length bucket for batching
-    num_workers: int = 1  # threads preparing training batches ahead; 0 = in the training thread
+    num_workers: int = 1  # workers preparing training batches ahead; 0 = in the training thread
+    loader: LoaderKind = "auto"  # workers are "processes" (forked, Linux) or "threads"; "auto" = processes where fork is safe
     ignore: LandmarkGroups = ()  # groups the model never sees (face, pose, left_hand, right_hand): not derived, 0 in the vector; needs corpus_stats
     wer_normalization: WerNormalization = "none"  # "phoenix": official hypothesis cleaning
     augment: bool = False  # train split: new rotation/scale/shift/speed/noise every epoch

@@ -147,8 +147,8 @@ def test_a_nan_batch_is_skipped_named_and_weights_stay_finite(
     poisoned_id = small_data.train.entries[3].id
 
     class Poisoned(SequenceDataset):
-        def raw_item(self, index, synthesized=True, shipped=True):
-            item = super().raw_item(index, synthesized, shipped)
+        def raw_item(self, index, synthesized=True, shipped=True, epoch=None):
+            item = super().raw_item(index, synthesized, shipped, epoch)
             if item.id == poisoned_id:  # a NaN nose coordinate, as a broken extractor writes
                 item.landmarks = item.landmarks.clone()
                 item.landmarks[2, 0, 0] = math.nan

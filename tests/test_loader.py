@@ -1,8 +1,12 @@
 """Batches prepared off the training thread: same batches as a plain loop, in order, errors
-surface, threads stop; features derived from float16 landmarks equal the dataset's own."""
+surface, workers (threads or processes) stop; features derived from float16 landmarks equal the
+dataset's own."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -12,7 +16,14 @@ import torch
 
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.layout import FEATURE_DIM
-from signconsole.data.loader import Featurizer, batch_stream, collate_raw
+from signconsole.data.loader import (
+    Featurizer,
+    LoaderError,
+    LoaderWorkers,
+    batch_stream,
+    collate_raw,
+    worker_processes_available,
+)
 from signconsole.data.model_input import ModelInput
 
 
@@ -22,20 +33,124 @@ def epoch_batches(dataset: SequenceDataset, epoch: int = 0) -> list[list[int]]:
     return sampler.batches()
 
 
-def loader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("batches")]
+def loader_workers() -> list:
+    threads = [t for t in threading.enumerate() if t.name.startswith("batches")]
+    return [*threads, *multiprocessing.active_children()]
 
 
+LOADERS = [
+    "threads",
+    pytest.param(
+        "processes",
+        marks=pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)"),
+    ),
+]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
 @pytest.mark.parametrize("workers", [1, 3])
-def test_threads_give_the_batches_of_a_plain_loop_in_order(spelled_data, workers: int) -> None:
+def test_workers_give_the_batches_of_a_plain_loop_in_order(
+    spelled_data, workers: int, loader: str
+) -> None:
     train = spelled_data.train
     batches = epoch_batches(train, epoch=2)
     plain = list(batch_stream(train, batches, "cpu", epoch=2, workers=0))
-    threaded = list(batch_stream(train, batches, "cpu", epoch=2, workers=workers, prefetch=3))
-    assert [b.ids for b in threaded] == [b.ids for b in plain]
-    for a, b in zip(threaded, plain, strict=True):
+    stream = batch_stream(
+        train, batches, "cpu", epoch=2, workers=workers, prefetch=3, loader=loader
+    )
+    prepared = list(stream)
+    assert [b.ids for b in prepared] == [b.ids for b in plain]
+    for a, b in zip(prepared, plain, strict=True):
         assert torch.equal(a.features, b.features) and torch.equal(a.targets, b.targets)
-    assert not loader_threads()  # exhausted: the threads are gone
+    assert not loader_workers()  # exhausted: the workers are gone
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_one_set_of_workers_serves_every_epoch_of_a_run(spelled_data, loader: str) -> None:
+    """Forked once a run, not once an epoch; each epoch still gets its own spelled sequences."""
+    train = spelled_data.train
+    workers = LoaderWorkers(train, "cpu", 1, loader)
+    seen = set()
+    try:
+        for epoch in (3, 4):
+            batches = epoch_batches(train, epoch)[:3]
+            prepared = list(workers.stream(batches, epoch))
+            plain = list(batch_stream(train, batches, "cpu", epoch=epoch, workers=0))
+            for a, b in zip(prepared, plain, strict=True):
+                assert a.ids == b.ids and torch.equal(a.features, b.features)
+            seen |= {p.pid for p in multiprocessing.active_children()}
+            seen |= {t.ident for t in threading.enumerate() if t.name.startswith("batches")}
+    finally:
+        workers.close()
+    assert len(seen) == 1
+    assert not loader_workers()
+
+
+@pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
+def test_worker_processes_survive_ctrl_c_and_a_killed_one_is_one_clear_error(
+    spelled_data,
+) -> None:
+    """Ctrl-C reaches the whole process group: the trainer stops cleanly, so the workers must
+    not die of it. A worker killed outright (out of memory) is one line saying what to change."""
+    train = spelled_data.train
+    batches = epoch_batches(train)
+    stream = batch_stream(train, batches, "cpu", workers=1, prefetch=2, loader="processes")
+    first = next(stream)
+    (worker,) = multiprocessing.active_children()
+    os.kill(worker.pid, signal.SIGINT)
+    rest = list(stream)
+    assert [first.ids, *(b.ids for b in rest)] == [
+        b.ids for b in batch_stream(train, batches, "cpu", workers=0)
+    ]
+    stream = batch_stream(train, batches, "cpu", workers=1, prefetch=1, loader="processes")
+    next(stream)
+    (worker,) = multiprocessing.active_children()
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(LoaderError, match="worker process preparing batches died.*data.loader"):
+        list(stream)
+    assert not loader_workers()
+
+
+KILLED_TRAINER = """
+import multiprocessing, os, signal, time
+from signconsole.data.loader import BatchStream, LoaderWorkers
+class Slow(LoaderWorkers):
+    def prepare(self, epoch, indices):
+        time.sleep(60)
+workers = Slow.__new__(Slow)
+workers.workers, workers.kind, workers._pool = 1, "processes", None
+stream = BatchStream(workers, [[0], [1]], 0, 1)
+time.sleep(0.5)
+print(*(p.pid for p in multiprocessing.active_children()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
+def test_a_worker_process_exits_when_its_trainer_is_killed() -> None:
+    """kill -9 of a trainer (or torchrun tearing a rank down) must not leave its workers behind,
+    holding its stdout, memory and open files."""
+    import subprocess
+    import sys
+    import time
+
+    trainer = subprocess.run(
+        [sys.executable, "-c", KILLED_TRAINER], capture_output=True, text=True, timeout=60
+    )  # returns once every holder of stdout has gone: the trainer and its worker
+    assert trainer.returncode == -signal.SIGKILL, trainer.stderr
+    workers = [int(pid) for pid in trainer.stdout.split()]
+    assert len(workers) == 1
+
+    def running(pid: int) -> bool:  # a zombie (no init reaping it in a container) has exited
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running(workers[0]):
+        time.sleep(0.1)
+    assert not running(workers[0])
 
 
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:
@@ -69,21 +184,22 @@ def test_per_sample_normalization_of_a_padded_batch_ignores_the_padding(spelled_
     assert not batch.features[0, length:].any()
 
 
-def test_a_failing_batch_raises_in_the_consumer_and_stopping_early_ends_the_threads(
-    spelled_data,
+@pytest.mark.parametrize("loader", LOADERS)
+def test_a_failing_batch_raises_in_the_consumer_and_stopping_early_ends_the_workers(
+    spelled_data, loader: str
 ) -> None:
     train = spelled_data.train
     batches = epoch_batches(train)
     broken = [*batches[:1], [len(train) + 5], *batches[1:]]
-    stream = batch_stream(train, broken, "cpu", workers=2)
+    stream = batch_stream(train, broken, "cpu", workers=2, loader=loader)
     next(stream)
     with pytest.raises(IndexError):
         next(stream)
     stream.close()
-    stream = batch_stream(train, batches, "cpu", workers=2, prefetch=2)
+    stream = batch_stream(train, batches, "cpu", workers=2, prefetch=2, loader=loader)
     next(stream)
     stream.close()  # what the engine's early return does by dropping the stream
-    assert not loader_threads()
+    assert not loader_workers()
 
 
 def test_precomputed_features_apart_from_the_annotations_are_read_as_float16(

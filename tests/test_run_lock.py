@@ -99,6 +99,41 @@ def test_live_holder_refuses_then_kill_9_lets_the_next_take_over(tmp_path: Path)
         lock.release()
 
 
+HOLD_AND_FORK = """
+import multiprocessing, os, sys, time
+from signconsole.store.lock import RunLock
+def work():
+    print("worker", os.getpid(), flush=True)  # running: past the fork and its handlers
+    time.sleep(120)
+lock = RunLock.acquire(sys.argv[1])
+worker = multiprocessing.get_context("fork").Process(target=work)
+worker.start()  # what a loader worker is: a fork of the trainer, which holds the lock
+print("held", worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_forked_worker_outliving_its_killed_trainer_does_not_keep_the_run_locked(
+    tmp_path: Path,
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    lines = dict(child.stdout.readline().split() for _ in range(2))  # in either order
+    worker = lines["worker"]
+    assert lines["held"] == worker
+    try:
+        child.kill()
+        child.wait()
+        assert process_alive(int(worker))  # still there, sharing the lock's open file
+        lock = RunLock.acquire(tmp_path)  # a resume right after the kill is not refused
+        assert lock.took_over is not None and lock.took_over.pid == child.pid
+        lock.release()
+    finally:
+        os.kill(int(worker), 9)
+
+
 def test_stale_file_of_a_dead_pid_is_taken_over(tmp_path: Path) -> None:
     pid = dead_pid()
     write_lock(tmp_path, pid)

@@ -195,21 +195,29 @@ class SequenceDataset(Dataset):
         columns = None if model_input.columns.full else model_input.columns
         return Item(item.id, features, item.targets, columns=columns)
 
-    def raw_item(self, index: int, synthesized: bool = True, shipped: bool = True) -> Item:
+    def raw_item(
+        self,
+        index: int,
+        synthesized: bool = True,
+        shipped: bool = True,
+        epoch: int | None = None,
+    ) -> Item:
         """`training_item` before features are derived: landmarks [T, 543, 3] and mask
-        (augmented or synthesized; float16 when `shipped` to a device), or stored precomputed
-        features as they are held (float16, not normalized)."""
+        (augmented or synthesized for `epoch`, default the dataset's; float16 when `shipped` to
+        a device), or stored precomputed features as they are held (float16, not normalized).
+        Loader workers pass the epoch of their batch: nothing shared is changed."""
+        epoch = self.epoch if epoch is None else epoch
         if synthesized and self.synthesis is not None:
-            glosses, landmarks, mask = self.synthesis.sample(index, self.epoch)
+            glosses, landmarks, mask = self.synthesis.sample(index, epoch)
             targets = self.vocabulary.encode(list(glosses))
-            return Item(f"synth-e{self.epoch}-{index:06d}", None, targets, landmarks, mask)
+            return Item(f"synth-e{epoch}-{index:06d}", None, targets, landmarks, mask)
         raw = self._raw(index)
         entry_id, targets = self.entries[index].id, self.targets[index]
         if len(raw) == 1:
             return Item(entry_id, raw[0], targets)
         landmarks, mask = raw
         if self.augmentation is not None:
-            generator = augmentation_generator(self.epoch, index)
+            generator = augmentation_generator(epoch, index)
             landmarks, mask = self.augmentation(landmarks, mask, generator)
             landmarks = landmarks.half() if shipped else landmarks
         return Item(entry_id, None, targets, landmarks, mask)

@@ -2,36 +2,105 @@
 
 Preparing a batch (reading or spelling sequences, augmenting, deriving the 6516-vector,
 normalizing, padding) took 45-70 ms a batch in the training thread, a fifth of a demo step; on a
-GPU the model waited for it. `batch_stream` prepares batches on background threads, `prefetch`
+GPU the model waited for it. `batch_stream` prepares batches on background workers, `prefetch`
 ahead, in order, while the training thread steps.
 
-Threads, not worker processes: they share the dataset's one in-memory store (float16 landmarks
-or features), where each DataLoader worker process would hold its own copy of it; the heavy parts
-(numpy, torch and zlib kernels) release the GIL.
+Workers are forked processes where the platform allows it (`data.loader = "auto"`: Linux), else
+threads; `LoaderWorkers` starts them once a run and `stream` hands out an epoch's batches.
+Forked, they share the dataset's one in-memory store (float16 landmarks or features)
+copy-on-write instead of each unpickling a copy, and they do not take the training thread's GIL:
+a loader thread spelling sequences in Python competes with the step's own Python (it dispatches
+~2,000 ops a step). Beside a loader kept busy, the demo's bare loop ran at a median 0.80 of its
+speed alone with a thread, 0.89 with a process (benchmarks/README.md). Batches come back in
+shared memory (torch's pickling of tensors), not copied through a pipe. A worker ignores Ctrl-C
+(the trainer handles it) and exits when its trainer dies; it never holds the run lock
+(store/lock.py).
 
 Either way a batch is padded as landmarks first (`collate_raw`) and its 6516-vectors derived and
-normalized for the whole batch at once (`Featurizer`). On the CPU the loader threads do that; on
-CUDA they ship float16 landmarks and their mask in pinned memory (2 KB a frame, 1/8 of the 26 KB
-float32 6516-vector) and the vectors are derived on the device.
+normalized for the whole batch at once (`Featurizer`). On the CPU the workers do that; on CUDA
+they ship float16 landmarks and their mask (2 KB a frame, 1/8 of the 26 KB float32 6516-vector),
+pinned on the training process's side, and the vectors are derived on the device.
 
 Every item's augmentation and synthesis is seeded by (epoch, index), so the batches are the
-same whatever the number of threads and whichever finishes first.
+same whatever the number or kind of workers and whichever finishes first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
+import torch.multiprocessing  # noqa: F401  (registers the shared-memory pickling of tensors)
 
+from signconsole.config import LoaderKind
 from signconsole.data.dataset import Batch, Item, SequenceDataset
 from signconsole.data.layout import LAYOUT
 from signconsole.data.model_input import ModelInput
+from signconsole.errors import UserError
+
+
+class LoaderError(UserError):
+    pass
+
+
+def worker_processes_available() -> bool:
+    """Workers are forked (sharing the store, see above). Fork is the default and safe with
+    torch on Linux; macOS's system libraries are not fork-safe and Windows has no fork."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def resolve_loader(kind: str) -> Literal["processes", "threads"]:
+    if kind == "threads":
+        return "threads"
+    if worker_processes_available():
+        return "processes"
+    if kind == "processes":
+        raise LoaderError(
+            f'data.loader = "processes" needs fork (Linux); this is {sys.platform}: '
+            'set data.loader = "auto" or "threads"'
+        )
+    return "threads"
+
+
+# What a forked worker runs: its batch preparation, inherited through fork by `_start_worker`
+# (a closure over the dataset cannot be pickled, and pickling the dataset would copy its store).
+_prepare_in_this_worker: Callable[[int, list[int]], object] | None = None
+
+
+def _start_worker(prepare: Callable[[int, list[int]], object], parent: int) -> None:
+    global _prepare_in_this_worker
+    _prepare_in_this_worker = prepare
+    # A worker waits on a queue it also holds the writing end of, so it never sees the parent
+    # die (killed, a torchrun rank torn down): it would live on as an orphan. It checks instead.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    # Ctrl-C reaches the whole process group: the trainer handles it and closes the pool; a
+    # worker dying of it first would break the pool under a run that is stopping cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)  # one core per worker: the step keeps the others
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _prepare_in_worker(epoch: int, indices: list[int]) -> object:
+    assert _prepare_in_this_worker is not None, "not a worker started by LoaderWorkers"
+    return _prepare_in_this_worker(epoch, indices)
 
 
 @dataclass
@@ -109,57 +178,150 @@ class Featurizer:
         return Batch(raw.ids, features, raw.lengths, raw.targets, raw.target_lengths)
 
 
-class BatchStream:
-    """An iterator of ready batches; `close()` (also on exhaustion or when dropped) stops the
-    threads. `wait_seconds` is the time the consumer spent waiting in `next()`."""
+class LoaderWorkers:
+    """The workers preparing one dataset's batches for a whole run (forked once, not once an
+    epoch), and how a prepared batch reaches `device`. `stream` gives an epoch's batches."""
 
     def __init__(
         self,
-        prepare: Callable[[list[int]], object],
-        finish: Callable[[object], Batch],
-        batches: list[list[int]],
-        workers: int,
-        prefetch: int,
+        dataset: SequenceDataset,
+        device: torch.device | str,
+        workers: int = 1,
+        loader: LoaderKind = "auto",
+        features_on_device: bool | None = None,
     ) -> None:
-        self._prepare, self._finish = prepare, finish
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.workers = workers
+        self.kind = resolve_loader(loader)
+        self.on_device = (
+            self.device.type == "cuda" if features_on_device is None else features_on_device
+        )
+        self.pin = self.device.type == "cuda"
+        # A forked worker must not touch CUDA (pinning does): the training process pins instead.
+        self.pin_in_worker = self.pin and self.kind == "threads"
+        self.featurizer = Featurizer(dataset.model_input)
+        self._pool: Executor | None = None
+
+    def prepare(self, epoch: int, indices: list[int]) -> RawBatch | Batch:
+        # Padded first, then derived and normalized once for the whole batch: one set of
+        # tensor ops instead of one per sequence (~10% of a demo batch's preparation).
+        items = [self.dataset.raw_item(i, shipped=self.on_device, epoch=epoch) for i in indices]
+        raw = collate_raw(items)
+        if self.on_device:
+            return raw.pin_memory() if self.pin_in_worker else raw
+        batch = self.featurizer(raw)
+        if self.pin_in_worker:
+            return replace(batch, features=batch.features.pin_memory())
+        return batch
+
+    def finish(self, prepared: object) -> Batch:
+        if isinstance(prepared, Batch):
+            return prepared.to(self.device, non_blocking=self.pin_in_worker)
+        assert isinstance(prepared, RawBatch)
+        if self.pin and not self.pin_in_worker:
+            prepared = prepared.pin_memory()
+        return self.featurizer(prepared.to(self.device, non_blocking=self.pin))
+
+    def submit(self, epoch: int, indices: list[int]) -> Future:
+        if self._pool is None:
+            if self.kind == "processes":
+                self._pool = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context("fork"),
+                    initializer=_start_worker,
+                    initargs=(self.prepare, os.getpid()),
+                )
+            else:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="batches")
+        if self.kind == "processes":
+            return self._pool.submit(_prepare_in_worker, epoch, indices)
+        return self._pool.submit(self.prepare, epoch, indices)
+
+    def stream(self, batches: list[list[int]], epoch: int, prefetch: int = 4) -> BatchStream:
+        """The batches `batches` (a sampler's epoch, index lists) of `epoch`, in order."""
+        self.dataset.set_epoch(epoch)  # what the dataset's own items (checks, probes) then see
+        return BatchStream(self, batches, epoch, prefetch)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class BatchStream:
+    """An iterator of an epoch's ready batches. `close()` (also on exhaustion or when dropped)
+    cancels what it still had queued. `wait_seconds` is the time the consumer spent waiting in
+    `next()`."""
+
+    def __init__(
+        self,
+        workers: LoaderWorkers,
+        batches: list[list[int]],
+        epoch: int,
+        prefetch: int,
+        owns_workers: bool = False,
+    ) -> None:
+        self._workers, self._epoch, self._owns = workers, epoch, owns_workers
         self._todo = iter(batches)
         self._pending: deque[Future] = deque()
-        self._pool = (
-            ThreadPoolExecutor(workers, thread_name_prefix="batches") if workers > 0 else None
-        )
+        self._parallel = workers.workers > 0
         self.wait_seconds = 0.0
-        if self._pool is not None:
+        if self._parallel:
             for indices in itertools.islice(self._todo, max(1, prefetch)):
-                self._pending.append(self._pool.submit(prepare, indices))
+                self._pending.append(workers.submit(epoch, indices))
 
     def __iter__(self) -> Iterator[Batch]:
         return self
 
     def __next__(self) -> Batch:
         started = time.perf_counter()
+        workers = self._workers
         try:
-            if self._pool is None:
+            if not self._parallel:
                 indices = next(self._todo, None)
                 if indices is None:
                     raise StopIteration
-                prepared = self._prepare(indices)
+                prepared = workers.prepare(self._epoch, indices)
             else:
                 if not self._pending:
                     self.close()
                     raise StopIteration
-                prepared = self._pending.popleft().result()  # re-raises a failed preparation
+                prepared = self._result(self._pending.popleft())
                 following = next(self._todo, None)
                 if following is not None:
-                    self._pending.append(self._pool.submit(self._prepare, following))
-            return self._finish(prepared)
+                    self._pending.append(workers.submit(self._epoch, following))
+            return workers.finish(prepared)
         finally:
             self.wait_seconds += time.perf_counter() - started
 
+    def _result(self, future: Future) -> object:
+        """The prepared batch; a failed preparation re-raises here, in the training thread."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self._pending.clear()
+            self._workers.close()
+            raise LoaderError(
+                "a worker process preparing batches died (killed, or out of memory); lower "
+                'data.num_workers or data.batch_size, or set data.loader = "threads"'
+            ) from None
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        self._pending.clear()
+        """Cancel the batches still queued and wait for those being prepared, so the next
+        epoch's stream starts on idle workers."""
+        pending, self._pending = list(self._pending), deque()
+        for future in pending:
+            future.cancel()
+        for future in pending:
+            if not future.cancelled():
+                with contextlib.suppress(Exception):
+                    future.result()
+        if self._owns:
+            self._workers.close()
 
     def __del__(self) -> None:
         self.close()
@@ -173,32 +335,16 @@ def batch_stream(
     epoch: int = 0,
     workers: int = 1,
     prefetch: int = 4,
+    loader: LoaderKind = "auto",
     features_on_device: bool | None = None,
 ) -> BatchStream:
-    """Batches of `dataset` for the index lists `batches` (a sampler's epoch), ready on `device`.
+    """One epoch's batches of `dataset` on workers of its own, which end with the stream (the
+    engine keeps one `LoaderWorkers` for the whole run instead).
 
-    `workers` threads prepare up to `prefetch` batches ahead (0: each batch is prepared in the
-    calling thread when asked for, as a plain loop would). `features_on_device` (default: on
-    CUDA) ships float16 landmarks and derives the features on the device."""
-    device = torch.device(device)
+    `workers` processes or threads (`loader`) prepare up to `prefetch` batches ahead (0: each
+    batch is prepared in the calling thread when asked for, as a plain loop would).
+    `features_on_device` (default: on CUDA) ships float16 landmarks and derives the features on
+    the device."""
+    pool = LoaderWorkers(dataset, device, workers, loader, features_on_device)
     dataset.set_epoch(epoch)
-    on_device = device.type == "cuda" if features_on_device is None else features_on_device
-    pin = device.type == "cuda"
-    featurizer = Featurizer(dataset.model_input)
-
-    def prepare(indices: list[int]) -> RawBatch | Batch:
-        # Padded first, then derived and normalized once for the whole batch: one set of
-        # tensor ops instead of one per sequence (~10% of a demo batch's preparation).
-        raw = collate_raw([dataset.raw_item(i, shipped=on_device) for i in indices])
-        if on_device:
-            return raw.pin_memory() if pin else raw
-        batch = featurizer(raw)
-        return replace(batch, features=batch.features.pin_memory()) if pin else batch
-
-    def finish(prepared: object) -> Batch:
-        if isinstance(prepared, Batch):
-            return prepared.to(device, non_blocking=True)
-        assert isinstance(prepared, RawBatch)
-        return featurizer(prepared.to(device, non_blocking=True))
-
-    return BatchStream(prepare, finish, batches, workers, prefetch)
+    return BatchStream(pool, batches, epoch, prefetch, owns_workers=True)

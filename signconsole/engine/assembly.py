@@ -46,6 +46,7 @@ def assemble(engine: Engine) -> None:
         if engine.device.type == "cuda":
             engine.device = torch.device("cuda", engine.dist.local_rank)
     setup.check_precision(training, engine.device)
+    setup.share_cpu_cores(profile.data, engine.device)
     if engine.device.type == "cuda":
         torch.backends.cudnn.benchmark = not training.deterministic
     if engine.data is None:

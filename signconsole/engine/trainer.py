@@ -22,7 +22,7 @@ import torch
 
 from signconsole.config import Profile
 from signconsole.data.dataset import Batch
-from signconsole.data.loader import BatchStream, batch_stream
+from signconsole.data.loader import BatchStream, LoaderWorkers
 from signconsole.data.prepare import PreparedData, Progress
 from signconsole.engine import callbacks as cb
 from signconsole.engine import checkpointing
@@ -82,6 +82,7 @@ class Engine:
         self.teacher: Teacher | None = None
         self.teacher_timer = TeacherTimer()
         self.clock = cb.ActiveClock()  # training time, pauses left out (the time budget)
+        self._loader: LoaderWorkers | None = None  # the run's loader workers, started once
         self._stream: BatchStream | None = None  # this epoch's batches
         self._waited = 0.0  # seconds spent waiting for the batches of earlier epochs
         self.clock.pause()  # setup (data, model, checks) is not training time
@@ -120,7 +121,9 @@ class Engine:
             raise
         finally:
             if self._stream is not None:
-                self._stream.close()  # an epoch cut short leaves its loader threads running
+                self._stream.close()  # an epoch cut short leaves batches queued
+            if self._loader is not None:
+                self._loader.close()  # the workers end with the run
             lock = getattr(self, "lock", None)
             if lock is not None:
                 lock.release()  # however the run ended, another process may resume it now
@@ -165,18 +168,18 @@ class Engine:
 
     def _epoch_batches(self):
         """This rank's batches of the epoch, from where a resume left off, prepared on loader
-        threads (data/loader.py) and delivered on the device."""
+        workers (data/loader.py) and delivered on the device."""
         self.sampler.set_epoch(self.state.epoch)
         batches = self.dist.shard(self.sampler.batches())[self.state.batch_in_epoch :]
         if self._stream is not None:
             self._waited += self._stream.wait_seconds
-        self._stream = batch_stream(
-            self.data.train,
-            batches,
-            self.device,
-            epoch=self.state.epoch,
-            workers=self.profile.data.num_workers,
-        )
+            self._stream.close()
+        if self._loader is None:
+            data = self.profile.data
+            self._loader = LoaderWorkers(
+                self.data.train, self.device, data.num_workers, data.loader
+            )
+        self._stream = self._loader.stream(batches, self.state.epoch)
         return self._stream
 
     @property

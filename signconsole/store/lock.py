@@ -24,6 +24,7 @@ import shlex
 import socket
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,7 @@ class RunLock:
             try:
                 if self._lock_open_file(descriptor):
                     self._descriptor, descriptor = descriptor, -1
+                    _HELD.add(self)
                     return
             finally:
                 if descriptor >= 0:
@@ -229,6 +231,7 @@ class RunLock:
     def release(self) -> None:
         """Remove the lock file and let go. Safe to call twice, and after a failed acquire."""
         descriptor, self._descriptor = self._descriptor, None
+        _HELD.discard(self)
         if descriptor is None:
             return
         try:
@@ -277,3 +280,22 @@ def lock_state(run_dir: str | Path) -> tuple[str, LockHolder | None]:
     if alive is None:
         return ("elsewhere", holder)
     return ("live" if alive else "dead", holder)
+
+
+_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()
+
+
+def _drop_locks_in_child() -> None:
+    """A forked child (a loader worker) does not hold its parent's run locks. flock belongs to
+    the open file, which a child shares: it would keep a killed trainer's run locked for as long
+    as the child lives. Closing the child's copy leaves the parent's lock as it is."""
+    for lock in list(_HELD):
+        descriptor, lock._descriptor = lock._descriptor, None
+        if descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_locks_in_child)
