@@ -100,14 +100,17 @@ def test_live_holder_refuses_then_kill_9_lets_the_next_take_over(tmp_path: Path)
 
 
 HOLD_AND_FORK = """
-import multiprocessing, os, sys, time
+import multiprocessing, sys, time
 from signconsole.store.lock import RunLock
+fork = multiprocessing.get_context("fork")
+running = fork.Event()
 def work():
-    print("worker", os.getpid(), flush=True)  # running: past the fork and its handlers
+    running.set()  # past the fork and its handlers
     time.sleep(120)
 lock = RunLock.acquire(sys.argv[1])
-worker = multiprocessing.get_context("fork").Process(target=work)
+worker = fork.Process(target=work)
 worker.start()  # what a loader worker is: a fork of the trainer, which holds the lock
+running.wait(60)
 print("held", worker.pid, flush=True)
 time.sleep(120)
 """
@@ -120,9 +123,8 @@ def test_a_forked_worker_outliving_its_killed_trainer_does_not_keep_the_run_lock
         [sys.executable, "-c", HOLD_AND_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
-    lines = dict(child.stdout.readline().split() for _ in range(2))  # in either order
-    worker = lines["worker"]
-    assert lines["held"] == worker
+    word, worker = child.stdout.readline().split()
+    assert word == "held"
     try:
         child.kill()
         child.wait()
