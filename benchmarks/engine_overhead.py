@@ -61,7 +61,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from signconsole.data.dataset import Batch, BucketBatchSampler  # noqa: E402
+from signconsole.data.dataset import Batch  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.loader import batch_stream, resolve_loader  # noqa: E402
 from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
@@ -195,14 +195,7 @@ def engine_batches(
 ) -> list[list[int]]:
     """The first `count` batches (sample indices) the engine's sampler draws from `first_epoch`
     on: epoch 0 sorted short to long, then shuffled epochs. The same in every run (seeded)."""
-    sampler = BucketBatchSampler(
-        data.train.lengths(),
-        profile.data.batch_size,
-        profile.data.bucket_width,
-        shuffle=True,
-        seed=profile.training.seed,
-        sorted_first_epoch=True,
-    )
+    sampler = make_sampler(profile, data.train)  # the engine's own
     indices: list[list[int]] = []
     epoch = first_epoch
     while len(indices) < count:

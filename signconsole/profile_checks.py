@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from signconsole.config import Profile
+from signconsole.runtime import worker_processes_available
 
 INT64_MAX = 2**63 - 1  # beyond this no tensor, SQLite column or RNG takes the value
 SEED_MAX = 2**32 - 1  # the batch-order seed is seed * 7919 + epoch; torch takes < 2**64
@@ -204,6 +206,11 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
         profile.training,
         profile.schedule,
         profile.health,
+    )
+    check(
+        profile.data.loader != "processes" or worker_processes_available(),
+        "data.loader",
+        f'"processes" needs fork (Linux), this is {sys.platform}: use "auto" or "threads"',
     )
     check(
         model.temporal_stride in (1, 2, 4),

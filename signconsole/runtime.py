@@ -38,3 +38,12 @@ def _pin_malloc_thresholds() -> None:
         libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):
         return
+
+
+def worker_processes_available() -> bool:
+    """Loader workers are forked (they share the in-memory corpus copy-on-write). Fork is the
+    default and safe with torch on Linux; macOS's system libraries are not fork-safe and Windows
+    has no fork."""
+    import multiprocessing
+
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()

@@ -114,12 +114,12 @@ def test_worker_processes_survive_ctrl_c_and_a_killed_one_is_one_clear_error(
 KILLED_TRAINER = """
 import multiprocessing, os, signal, time
 from signconsole.data.loader import BatchStream, LoaderWorkers
-class Slow(LoaderWorkers):
+class Slow(LoaderWorkers):  # no dataset: a worker that is busy when its trainer dies
+    def __init__(self):
+        self.workers, self.kind, self._pool = 1, "processes", None
     def prepare(self, epoch, indices):
         time.sleep(60)
-workers = Slow.__new__(Slow)
-workers.workers, workers.kind, workers._pool = 1, "processes", None
-stream = BatchStream(workers, [[0], [1]], 0, 1)
+stream = BatchStream(Slow(), [[0], [1]], 0, 1)
 time.sleep(0.5)
 print(*(p.pid for p in multiprocessing.active_children()), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)

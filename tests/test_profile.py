@@ -147,3 +147,16 @@ def test_readme_profile_reference_matches_the_schema() -> None:
     assert readme_block(readme) == markdown(), (
         "README's profile reference is stale: run `python -m signconsole.profile_reference --write`"
     )
+
+
+def test_worker_processes_where_fork_is_unsafe_are_refused_before_training(monkeypatch) -> None:
+    """macOS and Windows: `data.loader = "processes"` is one line at load time, not a failure at
+    the first epoch; "auto" falls back to threads there."""
+    import signconsole.profile_checks as checks
+
+    monkeypatch.setattr(checks, "worker_processes_available", lambda: False)
+    demo = ROOT / "profiles" / "demo-student.toml"
+    with pytest.raises(ProfileError) as caught:
+        load_profile(demo, ["data.loader=processes"])
+    assert any("data.loader" in str(p) and "threads" in str(p) for p in caught.value.problems)
+    load_profile(demo, ["data.loader=auto"])  # no problem

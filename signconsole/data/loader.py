@@ -50,16 +50,11 @@ from signconsole.data.dataset import Batch, Item, SequenceDataset
 from signconsole.data.layout import LAYOUT
 from signconsole.data.model_input import ModelInput
 from signconsole.errors import UserError
+from signconsole.runtime import worker_processes_available
 
 
 class LoaderError(UserError):
     pass
-
-
-def worker_processes_available() -> bool:
-    """Workers are forked (sharing the store, see above). Fork is the default and safe with
-    torch on Linux; macOS's system libraries are not fork-safe and Windows has no fork."""
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def resolve_loader(kind: str) -> Literal["processes", "threads"]:
