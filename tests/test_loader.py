@@ -86,6 +86,45 @@ def test_one_set_of_workers_serves_every_epoch_of_a_run(spelled_data, loader: st
     assert not loader_workers()
 
 
+@pytest.mark.parametrize("loader", LOADERS)
+def test_the_next_epochs_first_batches_are_prepared_before_its_stream_starts(
+    spelled_data, loader: str
+) -> None:
+    """At an epoch's end the workers are already on the next epoch's batches (the engine's
+    evaluation runs meanwhile); the next stream takes them as they are, each prepared once.
+    When the next epoch turns out different (a stop, a changed plan) they are dropped."""
+    train = spelled_data.train
+    workers = LoaderWorkers(train, "cpu", 1, loader)
+    submitted: list[tuple[int, list[int]]] = []
+    submit = workers.submit
+    workers.submit = lambda epoch, indices: (
+        submitted.append((epoch, indices))
+        or submit(  # type: ignore[method-assign]
+            epoch, indices
+        )
+    )
+    first, second = epoch_batches(train, 3)[:2], epoch_batches(train, 4)[:5]
+    try:
+        assert len(list(workers.stream(first, 3, prefetch=3, then=(4, second)))) == 2
+        ahead = submitted[2:]
+        assert ahead == [(4, b) for b in second[:3]]  # queued before epoch 4's stream exists
+        prepared = list(workers.stream(second, 4, prefetch=3, then=(5, [])))
+        assert submitted == [(3, b) for b in first] + [(4, b) for b in second]  # none twice
+        plain = list(batch_stream(train, second, "cpu", epoch=4, workers=0))
+        for a, b in zip(prepared, plain, strict=True):
+            assert a.ids == b.ids and torch.equal(a.features, b.features)
+
+        list(workers.stream(first, 3, prefetch=2, then=(4, second)))
+        other = epoch_batches(train, 4)[5:7]  # not what was queued: prepared anew, in order
+        prepared = list(workers.stream(other, 4, prefetch=2))
+        plain = list(batch_stream(train, other, "cpu", epoch=4, workers=0))
+        for a, b in zip(prepared, plain, strict=True):
+            assert a.ids == b.ids and torch.equal(a.features, b.features)
+    finally:
+        workers.close()
+    assert not loader_workers()
+
+
 @pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
 def test_worker_processes_survive_ctrl_c_and_a_killed_one_is_one_clear_error(
     spelled_data,
@@ -116,7 +155,7 @@ import multiprocessing, os, signal, time
 from signconsole.data.loader import BatchStream, LoaderWorkers
 class Slow(LoaderWorkers):  # no dataset: a worker that is busy when its trainer dies
     def __init__(self):
-        self.workers, self.kind, self._pool = 1, "processes", None
+        self.workers, self.kind, self._pool, self._carried = 1, "processes", None, []
     def prepare(self, epoch, indices):
         time.sleep(60)
 stream = BatchStream(Slow(), [[0], [1]], 0, 1)

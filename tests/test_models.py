@@ -11,7 +11,7 @@ from torch import nn
 
 from signconsole.config import ModelConfig
 from signconsole.data.layout import FEATURE_DIM, LAYOUT
-from signconsole.models.base import CSLRModel, MaskedBatchNorm1d
+from signconsole.models.base import CSLRModel, MaskedBatchNorm1d, temporal_conv
 from signconsole.models.contract import ModelOutput
 from signconsole.models.fusion import skip_zero_columns
 from signconsole.models.registry import ARCHITECTURES, build_model
@@ -196,16 +196,18 @@ def test_conv_stages_are_local_in_time(architecture: str) -> None:
 
     def conv_features(x: torch.Tensor) -> torch.Tensor:
         lengths = torch.tensor([x.shape[1]])
-        h = model.fusion(x, lengths).transpose(1, 2)
+        h = model.fusion(x, lengths)
         for name in model.conv_stages:
             h, lengths = getattr(model, name)(h, lengths)
-        return h[0]  # [C, T']
+        return h[0]  # [T', C]
 
     x = features(1, 512)
     perturbed = x.clone()
-    perturbed[0, 0] += 5.0
+    # Not a constant shift: the fusion's LayerNorm would cancel it (and the test then passed
+    # on rounding noise alone).
+    perturbed[0, 0] += 5.0 * torch.randn(x.shape[-1], generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        change = (conv_features(perturbed) - conv_features(x)).abs().amax(dim=0)
+        change = (conv_features(perturbed) - conv_features(x)).abs().amax(dim=1)
     assert change[0] > 0
     assert torch.all(change[96:] == 0)  # 128 output frames; receptive fields end well before
 
@@ -266,16 +268,47 @@ def test_teacher_mirrors_i3d_names_and_channels() -> None:
 def test_masked_batch_norm_ignores_padding() -> None:
     torch.manual_seed(0)
     masked, reference = MaskedBatchNorm1d(5), nn.BatchNorm1d(5)
-    x = torch.randn(2, 5, 10)
-    x[1, :, 6:] = 100.0  # padding
-    mask = torch.ones(2, 1, 10, dtype=torch.bool)
-    mask[1, :, 6:] = False
-    y = masked(x, mask)
-    valid = torch.cat([x[0], x[1, :, :6]], dim=1)[None]  # [1, 5, 16]: only the valid frames
-    expected = reference(valid)
-    torch.testing.assert_close(torch.cat([y[0], y[1, :, :6]], dim=1)[None], expected)
-    torch.testing.assert_close(masked.running_mean, reference.running_mean)
-    torch.testing.assert_close(masked.running_var, reference.running_var)
+    x = torch.randn(2, 10, 5) * 3.0 + 40.0  # time-major [B, T, C]; a mean far from 0
+    x[1, 6:] = 100.0  # padding
+    mask = torch.ones(2, 10, 1, dtype=torch.bool)
+    mask[1, 6:] = False
+    for _ in range(3):  # the running statistics move; the batch statistics stay exact
+        y = masked(x, mask)
+        valid = torch.cat([x[0], x[1, :6]])  # [16, 5]: only the valid frames
+        expected = reference(valid)
+        # One-pass float32 statistics, centred on the running mean (0 at first, 40 away):
+        # within 1e-4 of torch's two-pass ones on a unit-scale output.
+        torch.testing.assert_close(torch.cat([y[0], y[1, :6]]), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(masked.running_mean, reference.running_mean)
+        torch.testing.assert_close(masked.running_var, reference.running_var, rtol=1e-4, atol=1e-4)
+    masked.eval(), reference.eval()
+    expected = reference(x.reshape(-1, 5)).reshape(2, 10, 5)
+    torch.testing.assert_close(masked(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_time_major_convolution_is_nn_conv1d() -> None:
+    """The stages' convolutions read nn.Conv1d's weights on [B, T, C]: dense, depthwise and
+    grouped, any stride, forward and gradients the same as the layer on [B, C, T]."""
+    torch.manual_seed(0)
+    for in_c, out_c, kernel, stride, groups, bias in [
+        (6, 4, 1, 1, 1, False),
+        (6, 4, 3, 2, 1, True),
+        (5, 7, 7, 2, 1, False),
+        (6, 6, 5, 1, 6, False),
+        (6, 6, 3, 2, 6, True),
+        (6, 4, 3, 1, 2, True),
+    ]:
+        conv = nn.Conv1d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=bias)
+        x = torch.randn(3, 11, in_c, requires_grad=True)
+        ours = temporal_conv(x, conv)
+        grad = torch.randn_like(ours)
+        (ours * grad).sum().backward()
+        ours_grads = x.grad.clone(), conv.weight.grad.clone()
+        x.grad, conv.weight.grad = None, None
+        theirs = conv(x.transpose(1, 2)).transpose(1, 2)
+        (theirs * grad).sum().backward()
+        torch.testing.assert_close(ours, theirs)
+        torch.testing.assert_close(ours_grads, (x.grad, conv.weight.grad))
 
 
 @pytest.mark.parametrize("architecture", ["bilstm", "mobilenet_student"])

@@ -28,7 +28,6 @@ same whatever the number or kind of workers and whichever finishes first.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import multiprocessing
 import os
 import signal
@@ -173,6 +172,19 @@ class Featurizer:
         return Batch(raw.ids, features, raw.lengths, raw.targets, raw.target_lengths)
 
 
+Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)
+
+
+def settle(futures: list[Future]) -> None:
+    """Cancel what has not started and wait for what has, so the workers are idle after."""
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        if not future.cancelled():
+            with contextlib.suppress(Exception):
+                future.result()
+
+
 class LoaderWorkers:
     """The workers preparing one dataset's batches for a whole run (forked once, not once an
     epoch), and how a prepared batch reaches `device`. `stream` gives an epoch's batches."""
@@ -185,6 +197,8 @@ class LoaderWorkers:
         loader: LoaderKind = "auto",
         features_on_device: bool | None = None,
     ) -> None:
+        self._pool: Executor | None = None
+        self._carried: deque[Queued] = deque()  # a later epoch's batches, already submitted
         self.dataset = dataset
         self.device = torch.device(device)
         self.workers = workers
@@ -196,7 +210,6 @@ class LoaderWorkers:
         # A forked worker must not touch CUDA (pinning does): the training process pins instead.
         self.pin_in_worker = self.pin and self.kind == "threads"
         self.featurizer = Featurizer(dataset.model_input)
-        self._pool: Executor | None = None
 
     def prepare(self, epoch: int, indices: list[int]) -> RawBatch | Batch:
         # Padded first, then derived and normalized once for the whole batch: one set of
@@ -233,12 +246,42 @@ class LoaderWorkers:
             return self._pool.submit(_prepare_in_worker, epoch, indices)
         return self._pool.submit(self.prepare, epoch, indices)
 
-    def stream(self, batches: list[list[int]], epoch: int, prefetch: int = 4) -> BatchStream:
-        """The batches `batches` (a sampler's epoch, index lists) of `epoch`, in order."""
+    def stream(
+        self,
+        batches: list[list[int]],
+        epoch: int,
+        prefetch: int = 4,
+        then: tuple[int, list[list[int]]] | None = None,
+    ) -> BatchStream:
+        """The batches `batches` (a sampler's epoch, index lists) of `epoch`, in order.
+
+        `then`, the next epoch and its batches: once this epoch's are all queued, the workers
+        go on with the next one's first batches (during the epoch's end and its evaluation),
+        and the next `stream` starts on those instead of on idle workers."""
         self.dataset.set_epoch(epoch)  # what the dataset's own items (checks, probes) then see
-        return BatchStream(self, batches, epoch, prefetch)
+        return BatchStream(self, batches, epoch, prefetch, then=then)
+
+    def carry(self, queued: list[Queued]) -> None:
+        """Keep batches already submitted for a later epoch until its stream starts."""
+        self.drop_carried()
+        self._carried = deque(queued)
+
+    def take_carried(self, wanted: deque[tuple[int, list[int]]]) -> deque[Queued]:
+        """The carried batches that are the first of `wanted` (removed from it), in order; the
+        others are cancelled."""
+        taken: deque[Queued] = deque()
+        while self._carried and wanted and self._carried[0][:2] == wanted[0]:
+            taken.append(self._carried.popleft())
+            wanted.popleft()
+        self.drop_carried()
+        return taken
+
+    def drop_carried(self) -> None:
+        settle([future for _, _, future in self._carried])
+        self._carried.clear()
 
     def close(self) -> None:
+        self.drop_carried()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -249,8 +292,8 @@ class LoaderWorkers:
 
 class BatchStream:
     """An iterator of an epoch's ready batches. `close()` (also on exhaustion or when dropped)
-    cancels what it still had queued. `wait_seconds` is the time the consumer spent waiting in
-    `next()`."""
+    cancels what it still had queued of its epoch and hands the next epoch's (`then`) to the
+    workers. `wait_seconds` is the time the consumer spent waiting in `next()`."""
 
     def __init__(
         self,
@@ -259,15 +302,24 @@ class BatchStream:
         epoch: int,
         prefetch: int,
         owns_workers: bool = False,
+        then: tuple[int, list[list[int]]] | None = None,
     ) -> None:
         self._workers, self._epoch, self._owns = workers, epoch, owns_workers
-        self._todo = iter(batches)
-        self._pending: deque[Future] = deque()
+        self._todo: deque[tuple[int, list[int]]] = deque((epoch, b) for b in batches)
+        if then is not None:
+            self._todo.extend((then[0], b) for b in then[1])
         self._parallel = workers.workers > 0
+        self._prefetch = max(1, prefetch)
         self.wait_seconds = 0.0
+        self._pending: deque[Queued] = deque()
         if self._parallel:
-            for indices in itertools.islice(self._todo, max(1, prefetch)):
-                self._pending.append(workers.submit(epoch, indices))
+            self._pending = workers.take_carried(self._todo)
+            self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pending) < self._prefetch and self._todo:
+            epoch, indices = self._todo.popleft()
+            self._pending.append((epoch, indices, self._workers.submit(epoch, indices)))
 
     def __iter__(self) -> Iterator[Batch]:
         return self
@@ -277,18 +329,15 @@ class BatchStream:
         workers = self._workers
         try:
             if not self._parallel:
-                indices = next(self._todo, None)
-                if indices is None:
+                if not self._todo or self._todo[0][0] != self._epoch:
                     raise StopIteration
-                prepared = workers.prepare(self._epoch, indices)
+                prepared = workers.prepare(self._epoch, self._todo.popleft()[1])
             else:
-                if not self._pending:
+                if not self._pending or self._pending[0][0] != self._epoch:
                     self.close()
                     raise StopIteration
-                prepared = self._result(self._pending.popleft())
-                following = next(self._todo, None)
-                if following is not None:
-                    self._pending.append(workers.submit(self._epoch, following))
+                prepared = self._result(self._pending.popleft()[2])
+                self._fill()
             return workers.finish(prepared)
         finally:
             self.wait_seconds += time.perf_counter() - started
@@ -306,17 +355,17 @@ class BatchStream:
             ) from None
 
     def close(self) -> None:
-        """Cancel the batches still queued and wait for those being prepared, so the next
-        epoch's stream starts on idle workers."""
-        pending, self._pending = list(self._pending), deque()
-        for future in pending:
-            future.cancel()
-        for future in pending:
-            if not future.cancelled():
-                with contextlib.suppress(Exception):
-                    future.result()
+        """Cancel this epoch's batches still queued and wait for those being prepared; the next
+        epoch's go to the workers for the next stream (they are the run's next batches whether
+        this epoch ended or was cut short: a resume starts a new process)."""
+        pending, self._pending = self._pending, deque()
+        settle([future for epoch, _, future in pending if epoch == self._epoch])
+        ahead = [queued for queued in pending if queued[0] != self._epoch]
         if self._owns:
+            settle([future for _, _, future in ahead])
             self._workers.close()
+        elif ahead:
+            self._workers.carry(ahead)
 
     def __del__(self) -> None:
         self.close()

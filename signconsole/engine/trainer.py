@@ -169,8 +169,11 @@ class Engine:
     def _epoch_batches(self):
         """This rank's batches of the epoch, from where a resume left off, prepared on loader
         workers (data/loader.py) and delivered on the device."""
-        self.sampler.set_epoch(self.state.epoch)
-        batches = self.dist.shard(self.sampler.batches())[self.state.batch_in_epoch :]
+        epoch, max_epochs = self.state.epoch, self.profile.training.max_epochs
+        batches = self._batches_of(epoch)[self.state.batch_in_epoch :]
+        # The next epoch's first batches are prepared while this one ends and is evaluated.
+        following = None if max_epochs and epoch + 1 >= max_epochs else epoch + 1
+        then = None if following is None else (following, self._batches_of(following))
         if self._stream is not None:
             self._waited += self._stream.wait_seconds
             self._stream.close()
@@ -179,8 +182,13 @@ class Engine:
             self._loader = LoaderWorkers(
                 self.data.train, self.device, data.num_workers, data.loader
             )
-        self._stream = self._loader.stream(batches, self.state.epoch)
+        self._stream = self._loader.stream(batches, epoch, then=then)
         return self._stream
+
+    def _batches_of(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of `epoch`: the sampler's order is a function of the epoch."""
+        self.sampler.set_epoch(epoch)
+        return self.dist.shard(self.sampler.batches())
 
     @property
     def data_wait(self) -> float:

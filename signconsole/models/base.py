@@ -8,6 +8,13 @@ Every architecture here has the same skeleton, `ConvRecurrentModel`:
 
     fusion (per frame) -> temporal conv stages (may subsample) -> BiLSTM -> Linear classifier
 
+The conv stages run time-major, [B, T, C], the layout the fusion produces and the BiLSTM reads:
+a kernel-k convolution is one matrix product over its k shifted views of time (`time_windows`),
+so a 1x1 convolution is a plain `F.linear`. The parameters stay `nn.Conv1d`'s ([out, in, k]),
+so state dicts and I3D checkpoint ports are unchanged. On a 2-core CPU this took the teacher's
+convolutions 1.1-1.9x faster than `nn.Conv1d` on [B, C, T] (one GEMM over B*T rows instead of
+oneDNN's small-channel kernels), and there are no transposes between stages.
+
 Padding must never change a sample's result, so the temporal blocks keep one invariant: between
 layers, every padding frame is exactly 0. A "same"-padded convolution then sees the same inputs
 for a sample alone (zero padding) and inside a padded batch, max pools fill padding with -inf,
@@ -22,6 +29,7 @@ from collections import OrderedDict
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -39,8 +47,43 @@ def conv_output_length(
 
 
 def time_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
-    """[B, 1, frames] bool, True on valid frames (channel-first layout of the conv stages)."""
-    return (torch.arange(frames, device=lengths.device) < lengths[:, None])[:, None, :]
+    """[B, frames, 1] bool, True on valid frames (the time-major layout of every stage)."""
+    return (torch.arange(frames, device=lengths.device) < lengths[:, None])[:, :, None]
+
+
+def time_windows(
+    x: torch.Tensor, kernel: int, stride: int, padding: int, fill: float = 0.0
+) -> list[torch.Tensor]:
+    """The `kernel` views of x [B, T, C] that a window over time reads: view i holds, for every
+    output frame t, input frame t * stride + i - padding (`fill` outside the sequence)."""
+    frames = (x.shape[1] + 2 * padding - kernel) // stride + 1
+    if padding:
+        x = F.pad(x, (0, 0, padding, padding), value=fill)
+    return [x[:, i : i + stride * (frames - 1) + 1 : stride] for i in range(kernel)]
+
+
+def temporal_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """`conv` applied to time-major x [B, T, C_in] -> [B, T', C_out], with conv's own weights.
+
+    Dense: one `F.linear` over the concatenated windows (weight [out, in, k] read as
+    [out, k * in]). Depthwise: a multiply-add per kernel tap. Other groupings go through
+    nn.Conv1d on the channel-first view."""
+    weight, bias = conv.weight, conv.bias
+    out_channels, in_per_group, kernel = weight.shape
+    (stride,), (padding,) = conv.stride, conv.padding
+    assert isinstance(padding, int)
+    if conv.groups == 1:
+        if kernel == 1 and stride == 1 and not padding:
+            return F.linear(x, weight[:, :, 0], bias)
+        windows = torch.cat(time_windows(x, kernel, stride, padding), dim=-1)
+        return F.linear(windows, weight.permute(0, 2, 1).reshape(out_channels, -1), bias)
+    if conv.groups == out_channels == x.shape[-1]:
+        windows = time_windows(x, kernel, stride, padding)
+        y = windows[0] * weight[:, 0, 0]
+        for tap in range(1, kernel):
+            y = torch.addcmul(y, windows[tap], weight[:, 0, tap])
+        return y if bias is None else y + bias
+    return conv(x.transpose(1, 2)).transpose(1, 2)
 
 
 def stride_plan(temporal_stride: int, points: int) -> tuple[int, ...]:
@@ -68,33 +111,60 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d whose training statistics come from valid frames only.
+    """Batch norm over time-major x [B, T, C] whose training statistics come from valid frames.
 
     Zero padding frames would otherwise drag the batch mean and variance towards 0 by an amount
     that depends on how the batch was bucketed. Parameters and buffers are exactly those of
     nn.BatchNorm1d, so state dicts (and I3D checkpoint ports) map one to one. In eval mode it is
-    the stock layer: running statistics, a per-frame affine map.
+    the stock layer: running statistics, a per-channel affine map.
+
+    Written out rather than nn.BatchNorm1d on a gathered copy of the valid frames: statistics
+    are two masked sums, and the normalisation is one fused multiply-add (`addcmul`), half the
+    elementwise passes of the textbook form, forward and backward.
     """
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        if mask is None or not self.training or not self.track_running_stats:
-            return super().forward(x)
-        valid = mask.to(torch.float32)
         x32 = x.float()  # statistics in fp32 also under autocast
-        count = valid.sum().clamp_min(2.0)
-        mean = (x32 * valid).sum(dim=(0, 2)) / count
-        var = ((x32 - mean[:, None]).pow(2) * valid).sum(dim=(0, 2)) / count
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            momentum = self.momentum
-            if momentum is None:  # cumulative moving average, as in nn.BatchNorm1d
-                momentum = 1.0 / float(self.num_batches_tracked)
-            self.running_mean.lerp_(mean, momentum)
-            self.running_var.lerp_(var * count / (count - 1), momentum)  # unbiased, like torch
-        y = (x32 - mean[:, None]) * torch.rsqrt(var[:, None] + self.eps)
+        if self.training or not self.track_running_stats:
+            mean, var, x32 = self._batch_statistics(x32, mask)
+        else:
+            assert self.running_mean is not None and self.running_var is not None
+            mean, var = self.running_mean, self.running_var
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight[:, None] + self.bias[:, None]
-        return y.to(x.dtype)
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
+        return torch.addcmul(shift, x32, scale).to(x.dtype)
+
+    def _batch_statistics(
+        self, x32: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean and (biased) variance over the valid frames, and the x they are the mean and
+        variance of: x centred on the running mean, a constant, so that the one-pass variance
+        E[x^2] - E[x]^2 stays accurate when the mean is large against the spread."""
+        if self.running_mean is not None:
+            x32 = x32 - self.running_mean.detach()
+        if mask is None:
+            count = torch.tensor(float(x32.shape[0] * x32.shape[1]), device=x32.device)
+            masked = x32
+        else:
+            valid = mask.to(torch.float32)
+            count = valid.sum().clamp_min(2.0)
+            masked = x32 * valid
+        mean = masked.sum(dim=(0, 1)) / count
+        var = ((masked * x32).sum(dim=(0, 1)) / count - mean.square()).clamp_min(0.0)
+        if self.training and self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum
+                if momentum is None:  # cumulative moving average, as in nn.BatchNorm1d
+                    momentum = 1.0 / float(self.num_batches_tracked)
+                # The running mean moves by the batch mean of the centred x.
+                self.running_mean.add_(mean, alpha=momentum)
+                self.running_var.lerp_(var * count / (count - 1), momentum)  # unbiased, as torch
+        return mean, var, x32
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -150,8 +220,8 @@ class ConvUnit(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = self.output_lengths(lengths)
-        x = self.conv(x)
-        mask = time_mask(lengths, x.shape[-1])
+        x = temporal_conv(x, self.conv)
+        mask = time_mask(lengths, x.shape[1])
         if self.bn is not None:
             x = self.bn(x, mask)
         return self.act(x).masked_fill(~mask, 0.0), lengths
@@ -168,11 +238,13 @@ class MaskedMaxPool1d(nn.Module):
         return conv_output_length(lengths, self.kernel, self.stride, self.padding)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.masked_fill(~time_mask(lengths, x.shape[-1]), float("-inf"))
-        x = nn.functional.max_pool1d(x, self.kernel, self.stride, self.padding)
+        x = x.masked_fill(~time_mask(lengths, x.shape[1]), float("-inf"))
+        # torch's pool on the channel-first view (a transpose, no copy): its backward scatters
+        # through saved indices, ~5x cheaper than a chain of torch.maximum over shifted views.
+        x = F.max_pool1d(x.transpose(1, 2), self.kernel, self.stride, self.padding).transpose(1, 2)
         lengths = self.output_lengths(lengths)
         # Every valid output window holds a valid frame, so -inf survives only in padding.
-        return x.masked_fill(~time_mask(lengths, x.shape[-1]), 0.0), lengths
+        return x.masked_fill(~time_mask(lengths, x.shape[1]), 0.0), lengths
 
 
 class Chain(nn.Sequential):
@@ -254,7 +326,7 @@ class ConvRecurrentModel(CSLRModel):
     """fusion -> temporal conv stages -> BiLSTM -> classifier, shared by all architectures.
 
     A subclass builds `self.fusion` (see fusion.py) and one `Chain` per name in `conv_stages`
-    (channel-first [B, C, T]), then calls `_build_head` with the channels of the last stage.
+    (time-major [B, T, C]), then calls `_build_head` with the channels of the last stage.
     """
 
     conv_stages: ClassVar[tuple[str, ...]] = ()
@@ -278,9 +350,9 @@ class ConvRecurrentModel(CSLRModel):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> ModelOutput:
         # A zero-length sample is read as one (zero) frame so it still yields one output frame.
         lengths = lengths.to(device=features.device, dtype=torch.long).clamp_min(1)
-        x = self.fusion(features, lengths).transpose(1, 2)  # [B, hidden, T], padding = 0
+        x = self.fusion(features, lengths)  # [B, T, hidden], padding = 0
         for name in self.conv_stages:
             x, lengths = getattr(self, name)(x, lengths)
-        encoder = self.lstm(self.dropout(x.transpose(1, 2)), lengths)
+        encoder = self.lstm(self.dropout(x), lengths)
         logits = self.classifier(self.dropout(encoder))
         return ModelOutput(logits=logits, lengths=lengths, encoder=encoder)

@@ -131,7 +131,7 @@ class Fusion(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if features.shape[-1] != LAYOUT.dim:
             raise ValueError(f"expected {LAYOUT.dim} features per frame, got {features.shape[-1]}")
-        valid = time_mask(lengths, features.shape[1]).transpose(1, 2)  # [B, T, 1]
+        valid = time_mask(lengths, features.shape[1])  # [B, T, 1]
         if self._kept_counts is None:
             features = features.masked_fill(~valid, 0.0)
             parts = [

@@ -33,6 +33,7 @@ from signconsole.models.base import (
     ConvUnit,
     make_divisible,
     stride_plan,
+    temporal_conv,
     time_mask,
     validate_config,
 )
@@ -91,14 +92,19 @@ class LocalSqueezeExcitation(nn.Module):
         return lengths
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = time_mask(lengths, x.shape[-1]).to(x.dtype)
-        pool = nn.functional.avg_pool1d
-        # Sum over the window divided by the valid frames in it: padding neither adds to the
+        valid = time_mask(lengths, x.shape[1]).to(x.dtype)  # [B, T, 1]
+
+        def window_mean(values: torch.Tensor) -> torch.Tensor:  # over time, on [B, T, C]
+            pooled = nn.functional.avg_pool1d(
+                values.transpose(1, 2), SE_WINDOW, 1, SE_WINDOW // 2, count_include_pad=True
+            )
+            return pooled.transpose(1, 2)
+
+        # The window's mean over its valid frames only: padding neither adds to the
         # mean nor dilutes it, so a sample gates the same alone and in a padded batch.
-        window_sum = pool(x, SE_WINDOW, 1, SE_WINDOW // 2)
-        window_count = pool(valid, SE_WINDOW, 1, SE_WINDOW // 2).clamp_min(1.0 / SE_WINDOW)
-        squeeze = window_sum / window_count
-        gate = nn.functional.hardsigmoid(self.fc2(nn.functional.relu(self.fc1(squeeze))))
+        squeeze = window_mean(x) / window_mean(valid).clamp_min(1.0 / SE_WINDOW)
+        hidden = nn.functional.relu(temporal_conv(squeeze, self.fc1))
+        gate = nn.functional.hardsigmoid(temporal_conv(hidden, self.fc2))
         return x * gate, lengths  # x is 0 on padding, so the product is too
 
 

@@ -95,7 +95,7 @@ class InceptionBlock(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         branches = (self.branch_0, self.branch_1, self.branch_2, self.branch_3)
         outputs = [branch(x, lengths)[0] for branch in branches]
-        return torch.cat(outputs, dim=1), lengths
+        return torch.cat(outputs, dim=-1), lengths
 
 
 class I3DTeacher(ConvRecurrentModel):
