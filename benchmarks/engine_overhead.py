@@ -21,11 +21,16 @@ per-step overhead. The process is tuned as the CLI tunes it (`signconsole/runtim
 `--untuned` leaves glibc's allocator defaults, whose adaptive mmap threshold adds run-to-run
 noise (see README.md).
 
-The headline figure is the whole `Engine.run()` (its own loader threads preparing batches from
-the dataset, setup and final checkpoint included) for `--run-steps` steps, in its steady state,
-against that bare loop: what a user gets, data included, against a loop that never waits for
-data. Target 0.98 or better. The full runs alternate with bare-loop passes of the same length
-(`--run-rounds`), so both see the same machine.
+The headline figure is the whole `Engine.run()` (its loader workers preparing batches from the
+dataset, the next epoch's first ones during an epoch's end, setup and final checkpoint left out
+as the steady state is between the first and last logged step) for `--run-steps` steps, against
+a bare loop fed by an ideal loader: batches ready in memory, a pool of every k-th batch the run
+trains on (`--pool`, the same mix of lengths) cycled for as many steps, on the torch thread count
+that is fastest for it here (one or every core). The loop's time per step is fitted against the
+batch's padded frames (a + b * frames, least squares over its pass) and summed over exactly the
+batches of the run's steady span: the ratio is that time over the run's own for the same steps.
+Target 0.98 or better. The runs alternate with the bare passes (`--run-rounds`), so both see the
+same machine.
 
 Numbers only: nothing here is asserted, and nothing runs it in the tests.
 """
@@ -170,17 +175,36 @@ class Timing:
     faults: int  # minor page faults (fresh memory touched: mostly large tensors from mmap)
 
 
-def timed(path, batches: list[Batch], order: list[int]) -> Timing:
-    """One pass of `path` over `batches` in `order`."""
+def timed(path, batches: list[Batch], order: list[int], per_step: list | None = None) -> Timing:
+    """One pass of `path` over `batches` in `order`; `per_step` collects (padded frames,
+    seconds) of every step."""
     frames = 0
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     cpu, start = time.process_time(), time.perf_counter()
     for index in order:
+        before = time.perf_counter()
         path.step(batches[index])
+        if per_step is not None:
+            per_step.append((padded_frames(batches[index]), time.perf_counter() - before))
         frames += batches[index].frames
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     return Timing(wall, cpu, frames, len(order), faults)
+
+
+def padded_frames(batch: Batch) -> int:
+    """What a step's cost grows with: sequences x the batch's padded length."""
+    return int(batch.features.shape[0] * batch.features.shape[1])
+
+
+def step_time_model(per_step: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares seconds = a + b * padded frames over the bare loop's steps."""
+    n = len(per_step)
+    mean_x = sum(x for x, _ in per_step) / n
+    mean_y = sum(y for _, y in per_step) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in per_step)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in per_step) / spread if spread else 0.0
+    return mean_y - slope * mean_x, slope
 
 
 # ------------------------------------------------------------------------------------ setup
@@ -254,9 +278,15 @@ def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[st
     # left out), from the events' own timestamps.
     (first_step, first_time, _), (last_step, last_time, _) = sink.logged[0], sink.logged[-1]
     steady = (last_step - first_step) / max(last_time - first_time, 1e-9)
-    # The engine's own frames/s (StepLogged.frames_per_second, per log window), first window out.
-    steady_fps = statistics.median(fps for _, _, fps in sink.logged[1:])
+    # Frames/s over the same span, from the engine's own per-window frames/s (each window ends at
+    # its StepLogged): frames trained between the first and the last StepLogged / that time.
+    frames = sum(
+        fps * (time_ - previous)
+        for (_, previous, _), (_, time_, fps) in zip(sink.logged, sink.logged[1:], strict=False)
+    )
+    steady_fps = frames / max(last_time - first_time, 1e-9)
     return {
+        "window": (first_step, last_step, last_time - first_time),
         "steps": result.steps,
         "wall": wall,
         "overall": result.steps / wall,
@@ -265,6 +295,20 @@ def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[st
         "events": sink.events,
         "sink_errors": len(bus.sink_errors),
     }
+
+
+def fastest_threads(bare: BarePath, pool: list[Batch], candidates: list[int]) -> int:
+    """The torch thread count the bare loop runs fastest with here (frames/s over two passes of
+    the pool each, alternating): on a 2-core VM one thread was up to 6% faster than two, so
+    "every core" is not always the loop's best."""
+    rates: dict[int, list[float]] = {n: [] for n in candidates}
+    order = list(range(len(pool)))
+    for _ in range(2):
+        for threads in candidates:
+            torch.set_num_threads(threads)
+            timing = timed(bare, pool, order)
+            rates[threads].append(timing.frames / timing.wall)
+    return max(candidates, key=lambda n: max(rates[n]))
 
 
 def profile_engine(engine_path: EnginePath, batches, order, top: int) -> None:
@@ -292,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         "--run-steps", type=int, help="steps of the full Engine.run() (default per model); 0 = skip"
     )
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--pool", type=int, default=20, help="batches of the run the whole-run reference cycles"
+    )
     parser.add_argument(
         "--run-rounds",
         type=int,
@@ -382,37 +429,64 @@ def main(argv: list[str] | None = None) -> int:
             profile_engine(paths[1], batches, profile_order, 30)
         engine._close()
         recorded = sink.events
-        full_runs, bare_runs = [], []
-        same_batches = run_batches(profile, data, run_steps) if run_steps > 0 else []
+        full_runs, bare_runs, bare_models = [], [], []
+        # The reference: a bare loop over batches that are ready and resident (an ideal loader),
+        # a pool of every k-th of the batches the run trains on (the same mix of lengths),
+        # cycled; run and loop are compared by frames/s. Stepping on all of the run's batches
+        # instead would keep ~60 MB a batch of features alive (7 GB for the student's 120) and
+        # slowed the loop itself by up to 3x from one pass to the next.
+        pool: list[Batch] = []
+        run_sizes: list[int] = []  # padded frames of each step's batch in the run, in order
+        if run_steps > 0:
+            run_order = run_batches(profile, data, run_steps)
+            run_sizes = [padded_frames(b) for b in run_order]
+            pool = run_order[:: max(1, len(run_order) // args.pool)]
+            del run_order
+            bare_threads = fastest_threads(paths[0], pool, sorted({engine_threads, bare_threads}))
+            print(
+                f"whole-run reference: {len(pool)} of the run's batches ({sum(b.frames for b in pool) / len(pool):.0f} "
+                f"frames a batch), cycled; the bare loop on {bare_threads} torch thread(s), "
+                "the faster on this machine",
+                flush=True,
+            )
+        pool_order = [i % max(1, len(pool)) for i in range(run_steps)]
         for round_index in range(args.run_rounds if run_steps > 0 else 0):
             # Alternating which goes first, so a drift in the machine's speed hits both.
             bare_first = round_index % 2 == 1
 
             def bare_pass() -> None:
                 torch.set_num_threads(bare_threads)
-                bare_runs.append(timed(paths[0], same_batches, list(range(run_steps))))
+                per_step: list[tuple[int, float]] = []
+                bare_runs.append(timed(paths[0], pool, pool_order, per_step))
+                bare_models.append(step_time_model(per_step))
 
             if bare_first:
                 bare_pass()
             full_runs.append(full_run(profile, data, run_steps, Path(tmp) / f"full{round_index}"))
             if not bare_first:
                 bare_pass()
+            first, last, engine_seconds = full_runs[-1]["window"]
+            intercept, slope = bare_models[-1]
+            # The bare loop's time for exactly the run's steps first+1..last: its per-step time
+            # against padded frames, fitted on its pool pass, summed over those batches.
+            bare_seconds = sum(intercept + slope * size for size in run_sizes[first:last])
+            full_runs[-1]["ratio"] = bare_seconds / engine_seconds
             print(
-                f"  whole run {round_index + 1}: engine.run() steady "
-                f"{full_runs[-1]['steady']:.2f} steps/s, bare loop (ideal loader, the same "
-                f"batches) {run_steps / bare_runs[-1].wall:.2f} steps/s",
+                f"  whole run {round_index + 1}: engine.run() steps {first + 1}-{last} in "
+                f"{engine_seconds:.2f} s ({full_runs[-1]['steady']:.2f} steps/s); the bare loop "
+                f"(ideal loader) on those batches {bare_seconds:.2f} s ({(last - first) / bare_seconds:.2f} "
+                f"steps/s; {intercept * 1e3:.0f} ms + {slope * 1e6:.1f} us a padded frame); "
+                f"ratio {full_runs[-1]['ratio']:.3f}",
                 flush=True,
             )
         full = None
         if full_runs:
-            whole_ratios = [
-                f["steady"] / (run_steps / b.wall)
-                for f, b in zip(full_runs, bare_runs, strict=True)
-            ]
+            whole_ratios = [f["ratio"] for f in full_runs]
             full = dict(full_runs[len(full_runs) // 2])
             full["ratio"] = statistics.median(whole_ratios)
             full["ratios"] = whole_ratios
             full["bare"] = statistics.median(run_steps / b.wall for b in bare_runs)
+            full["bare_fps"] = statistics.median(b.frames / b.wall for b in bare_runs)
 
     def median(name: str, value) -> float:
         return statistics.median(value(t) for t in results[name])
@@ -445,11 +519,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{cpu_ms[name]:>13.1f}{faults[name]:>13.0f}{value:>8.3f}"
         )
     if full is not None:
-        for label, rate, fps in (
-            ("engine.run() steady", full["steady"], f"{full['steady_fps']:.0f}"),
-            ("engine.run() overall", full["overall"], ""),
+        for label, rate, fps, versus in (
+            ("bare, pool of the run", full["bare"], f"{full['bare_fps']:.0f}", 1.0),
+            ("engine.run() steady", full["steady"], f"{full['steady_fps']:.0f}", full["ratio"]),
+            ("engine.run() overall", full["overall"], "", None),
         ):
-            print(f"{label:<22}{rate:>9.2f}{'':>8}{fps:>10}{'':>26}{rate / full['bare']:>8.3f}")
+            shown = "" if versus is None else f"{versus:.3f}"
+            print(f"{label:<22}{rate:>9.2f}{'':>8}{fps:>10}{'':>26}{shown:>8}")
     print()
     if full is not None:
         ratios = full["ratios"]
@@ -470,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"engine.run(): {full['steps']} steps in {full['wall']:.1f} s wall (setup, data "
             "checks, loader threads, final checkpoint included); steady = between the first and "
-            "last StepLogged, frames/s = the engine's own StepLogged.frames_per_second (median); "
+            "last StepLogged, frames/s = from the engine's own StepLogged.frames_per_second; "
             f"{full['events']} events; run ratios are against the bare loop's median"
         )
     load_average = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
