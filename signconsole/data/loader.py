@@ -28,6 +28,7 @@ same whatever the number or kind of workers and whichever finishes first.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -46,7 +47,7 @@ import torch.multiprocessing  # noqa: F401  (registers the shared-memory picklin
 
 from signconsole.config import LoaderKind
 from signconsole.data.dataset import Batch, Item, SequenceDataset
-from signconsole.data.layout import LAYOUT
+from signconsole.data.layout import FEATURE_DIM, LAYOUT
 from signconsole.data.model_input import ModelInput
 from signconsole.errors import UserError
 from signconsole.runtime import worker_processes_available
@@ -74,9 +75,20 @@ def resolve_loader(kind: str) -> Literal["processes", "threads"]:
 _prepare_in_this_worker: Callable[[int, list[int]], object] | None = None
 
 
+def shared_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A zero tensor in shared memory (a new shared-memory file, which the kernel zero-fills).
+
+    A worker process builds its batch's features in one of these, so returning the batch hands
+    over a file descriptor: a tensor in private memory is copied into shared memory when it is
+    pickled, 54 ms of a 34 MB demo batch on top of the ~160 ms it took to prepare."""
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+
+
 def _start_worker(prepare: Callable[[int, list[int]], object], parent: int) -> None:
     global _prepare_in_this_worker
     _prepare_in_this_worker = prepare
+    Featurizer.shared_output = True
     # A worker waits on a queue it also holds the writing end of, so it never sees the parent
     # die (killed, a torchrun rank torn down): it would live on as an orphan. It checks instead.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -158,6 +170,8 @@ class Featurizer:
     """RawBatch -> Batch on the batch's device: the dataset's own `ModelInput` derives and
     normalizes there what the CPU path derives per sequence."""
 
+    shared_output = False  # True in a worker process: features are built in shared memory
+
     def __init__(self, model_input: ModelInput) -> None:
         self.model_input = model_input
 
@@ -165,7 +179,10 @@ class Featurizer:
         if raw.landmarks is not None:
             assert raw.mask is not None
             values = self.model_input.derive(raw.landmarks, raw.mask, raw.lengths)
-            features = self.model_input.columns.widen(values)
+            out = None
+            if self.shared_output and values.device.type == "cpu":
+                out = shared_zeros((*values.shape[:-1], FEATURE_DIM), values.dtype)
+            features = self.model_input.columns.widen(values, out)
         else:
             assert raw.features is not None
             features = self.model_input.stored(raw.features, raw.lengths)
