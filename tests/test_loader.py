@@ -22,6 +22,7 @@ from signconsole.data.loader import (
     LoaderWorkers,
     batch_stream,
     collate_raw,
+    shared_zeros,
     worker_processes_available,
 )
 from signconsole.data.model_input import ModelInput
@@ -190,6 +191,21 @@ def test_a_worker_process_exits_when_its_trainer_is_killed() -> None:
     while time.monotonic() < deadline and running(workers[0]):
         time.sleep(0.1)
     assert not running(workers[0])
+
+
+def test_a_worker_builds_its_features_in_shared_memory_unchanged(spelled_data, monkeypatch) -> None:
+    """In a worker process the 6516-vector is written straight into shared memory (handed over
+    by descriptor, not copied when pickled): the same values, zeros in the skipped columns."""
+    train = spelled_data.train
+    batches = epoch_batches(train)[:2]
+    plain = list(batch_stream(train, batches, "cpu", workers=0))
+    monkeypatch.setattr(Featurizer, "shared_output", True)
+    shared = list(batch_stream(train, batches, "cpu", workers=0))
+    for a, b in zip(shared, plain, strict=True):
+        assert a.features.is_shared() and not b.features.is_shared()
+        assert torch.equal(a.features, b.features)
+    zeros = shared_zeros((3, 5, 7), torch.float32)
+    assert zeros.is_shared() and zeros.shape == (3, 5, 7) and not zeros.any()
 
 
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:
