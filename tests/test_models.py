@@ -284,6 +284,9 @@ def test_masked_batch_norm_ignores_padding() -> None:
     masked.eval(), reference.eval()
     expected = reference(x.reshape(-1, 5)).reshape(2, 10, 5)
     torch.testing.assert_close(masked(x), expected, rtol=1e-4, atol=1e-4)
+    masked.train()
+    masked(torch.randn(1, 1, 5))  # one frame, no mask: finite statistics, not a division by 0
+    assert torch.isfinite(masked.running_var).all()
 
 
 def test_time_major_convolution_is_nn_conv1d() -> None:

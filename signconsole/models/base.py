@@ -147,7 +147,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         if self.running_mean is not None:
             x32 = x32 - self.running_mean.detach()
         if mask is None:
-            count = torch.tensor(float(x32.shape[0] * x32.shape[1]), device=x32.device)
+            # At least 2, as with a mask: one frame has no variance (nn.BatchNorm1d raises) and
+            # the unbiased running variance would divide by 0.
+            count = torch.tensor(max(2.0, float(x32.shape[0] * x32.shape[1])), device=x32.device)
             masked = x32
         else:
             valid = mask.to(torch.float32)
