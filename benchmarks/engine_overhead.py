@@ -229,15 +229,18 @@ def engine_batches(
     return indices[:count]
 
 
-def collate_batches(profile, data: PreparedData, count: int) -> tuple[list[Batch], list]:
+def collate_batches(
+    profile, data: PreparedData, count: int, compact: bool
+) -> tuple[list[Batch], list]:
     """`count` shuffled-epoch batches, collated once: both paths step on exactly these tensors.
-    Also their sample indices."""
+    Also their sample indices. `compact`: as the engine ships them (`Engine.compact_batches`)."""
     indices = engine_batches(profile, data, count, 1)
     # The engine's own loader path, in this thread (workers=0), so both paths see its tensors.
-    return list(batch_stream(data.train, indices, "cpu", epoch=1, workers=0)), indices
+    stream = batch_stream(data.train, indices, "cpu", epoch=1, workers=0, compact=compact)
+    return list(stream), indices
 
 
-def run_batches(profile, data: PreparedData, steps: int) -> list[Batch]:
+def run_batches(profile, data: PreparedData, steps: int, compact: bool) -> list[Batch]:
     """The batches `Engine.run()` trains on in its first `steps` steps, in its order: the same
     sampler epochs (the first sorted short to long) and the same sequences, spelled for their
     epoch, prepared once here. The bare loop steps on exactly these, so a whole-run pair compares
@@ -248,17 +251,19 @@ def run_batches(profile, data: PreparedData, steps: int) -> list[Batch]:
     while len(prepared) < steps:
         sampler.set_epoch(epoch)
         epoch_batches = sampler.batches()[: steps - len(prepared)]
-        prepared.extend(batch_stream(data.train, epoch_batches, "cpu", epoch=epoch, workers=0))
+        prepared.extend(
+            batch_stream(data.train, epoch_batches, "cpu", epoch=epoch, workers=0, compact=compact)
+        )
         epoch += 1
     return prepared
 
 
-def data_loading_seconds(data: PreparedData, indices: list[list[int]]) -> float:
+def data_loading_seconds(data: PreparedData, indices: list[list[int]], compact: bool) -> float:
     """Seconds per batch to build the pool's batches again from the dataset in this thread
     (what `data.num_workers = 0` does): sequences read or spelled, features derived,
     normalized, padded."""
     start = time.perf_counter()
-    for _ in batch_stream(data.train, indices, "cpu", epoch=1, workers=0):
+    for _ in batch_stream(data.train, indices, "cpu", epoch=1, workers=0, compact=compact):
         pass
     return (time.perf_counter() - start) / len(indices)
 
@@ -374,16 +379,6 @@ def main(argv: list[str] | None = None) -> int:
         f"load average at start={' '.join(f'{x:.2f}' for x in load_average)}"
     )
     profile, data = load(args.model, args.overrides)
-    batches, indices = collate_batches(profile, data, args.batches)
-    frames_per_batch = statistics.mean(b.frames for b in batches)
-    loading = data_loading_seconds(data, indices)
-    print(
-        f"data: {len(data.train)} train sequences, {len(batches)} batches of "
-        f"{profile.data.batch_size}, {frames_per_batch:.0f} frames a batch on average; "
-        f"preparing a batch (dataset + collate, one thread) {loading * 1e3:.1f} ms; "
-        f"the engine prepares them on {profile.data.num_workers} loader worker(s), "
-        f"{resolve_loader(profile.data.loader)}"
-    )
 
     with tempfile.TemporaryDirectory(prefix="engine-overhead-") as tmp:
         bus = EventBus()
@@ -391,6 +386,18 @@ def main(argv: list[str] | None = None) -> int:
         bus.subscribe(sink)
         engine = Engine(profile, bus, runs_dir=Path(tmp), data=data)
         engine.setup()  # seeds, builds the model, subscribes the RunRecorder
+        # Both paths get the batches in the form the engine's loader ships them.
+        compact = engine.compact_batches
+        batches, indices = collate_batches(profile, data, args.batches, compact)
+        frames_per_batch = statistics.mean(b.frames for b in batches)
+        loading = data_loading_seconds(data, indices, compact)
+        print(
+            f"data: {len(data.train)} train sequences, {len(batches)} batches of "
+            f"{profile.data.batch_size}, {frames_per_batch:.0f} frames a batch on average, "
+            f"{batches[0].features.shape[-1]} values a frame; preparing a batch (dataset + "
+            f"collate, one thread) {loading * 1e3:.1f} ms; the engine prepares them on "
+            f"{profile.data.num_workers} loader worker(s), {resolve_loader(profile.data.loader)}"
+        )
         engine_threads = torch.get_num_threads()  # the step-only rounds: both paths alike
         bare_model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
         bare_model.load_state_dict(engine.model.state_dict())  # identical initial weights
@@ -438,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         pool: list[Batch] = []
         run_sizes: list[int] = []  # padded frames of each step's batch in the run, in order
         if run_steps > 0:
-            run_order = run_batches(profile, data, run_steps)
+            run_order = run_batches(profile, data, run_steps, compact)
             run_sizes = [padded_frames(b) for b in run_order]
             pool = run_order[:: max(1, len(run_order) // args.pool)]
             del run_order

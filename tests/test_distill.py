@@ -118,6 +118,8 @@ def test_distillation_run_trains_the_student_only(small_profile, train, teacher_
         assert not parameter.requires_grad and parameter.grad is None, name
         assert torch.equal(parameter.detach(), checkpoint[name]), name
     assert not teacher.model.training
+    # Built-in teacher and student, told the same columns: the batches hold only those.
+    assert trained.engine.compact_batches
     logged = trained.of(StepLogged)
     assert all(set(e.parts) == {"ctc", "kd"} for e in logged)
     assert all(e.teacher_ms > 0 for e in logged)

@@ -208,6 +208,25 @@ def test_a_worker_builds_its_features_in_shared_memory_unchanged(spelled_data, m
     assert zeros.is_shared() and zeros.shape == (3, 5, 7) and not zeros.any()
 
 
+@pytest.mark.parametrize("loader", LOADERS)
+def test_compact_batches_hold_the_derived_columns_of_the_whole_vector(
+    spelled_data, loader: str
+) -> None:
+    """For a built-in model the batches carry only the columns the profile does not ignore, in
+    vector order, and say which; widened they are the whole-vector batches exactly."""
+    train = spelled_data.train
+    columns = train.model_input.columns
+    assert not columns.full  # the demo ignores the face
+    batches = epoch_batches(train)[:3]
+    whole = list(batch_stream(train, batches, "cpu", workers=0))
+    compact = list(batch_stream(train, batches, "cpu", workers=1, loader=loader, compact=True))
+    for a, b in zip(compact, whole, strict=True):
+        assert a.columns is columns or torch.equal(a.columns.index, columns.index)
+        assert b.columns is None and a.ids == b.ids
+        assert a.features.shape == (*b.features.shape[:-1], len(columns.index))
+        assert torch.equal(columns.widen(a.features), b.features)
+
+
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:
     """The CUDA path (landmarks shipped, features derived in the batch) run on the CPU."""
     train = spelled_data.train

@@ -129,7 +129,8 @@ def test_nan_padding_keeps_gradients_finite(architecture: str) -> None:
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 def test_skipping_zero_columns_is_the_same_model(architecture: str, ignored: tuple) -> None:
     """A fusion told which columns the data fills computes the same outputs and gradients, from
-    the same parameters (a checkpoint loads either way), as one reading all 6516."""
+    the same parameters (a checkpoint loads either way), as one reading all 6516, whether it is
+    fed the whole vector or those columns alone (a compact batch)."""
     dense = small(architecture, fusion_dim=16).train()
     with torch.no_grad():  # LayerNorm gains and biases away from 1 and 0, so they matter
         for parameter in dense.parameters():
@@ -142,20 +143,30 @@ def test_skipping_zero_columns_is_the_same_model(architecture: str, ignored: tup
     batch[..., columns.index] = features(3, 30)[..., columns.index]
     batch[2, 12:] = float("nan")  # padding is still masked before anything reads it
     lengths = torch.tensor([30, 25, 12])
+    compact_model = copy.deepcopy(skipping)
     outputs = []
-    for model in (dense, skipping):
+    for model, inputs in (
+        (dense, batch),
+        (skipping, batch),
+        (compact_model, batch[..., columns.index]),
+    ):
         torch.manual_seed(1)  # the same dropout masks
-        out = model(batch, lengths)
+        out = model(inputs, lengths)
         valid = torch.arange(out.logits.shape[1])[None, :] < out.lengths[:, None]
         (out.logits[valid] * torch.arange(VOCAB)).sum().backward()
         outputs.append(out.logits[valid].detach())
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(outputs[2], outputs[1], atol=1e-6, rtol=1e-6)
     # float32 sums in another order: each gradient's difference against the whole gradient's
     # size (a gradient that is 0 in theory, behind a batch norm, is all rounding either way)
     scale = float(torch.cat([p.grad.flatten() for p in dense.parameters()]).norm())
-    for (name, a), b in zip(dense.named_parameters(), skipping.parameters(), strict=True):
-        assert a.grad is not None and b.grad is not None, name
-        assert float((b.grad - a.grad).norm()) <= 1e-4 * scale, name
+    for other in (skipping, compact_model):
+        for (name, a), b in zip(dense.named_parameters(), other.parameters(), strict=True):
+            assert a.grad is not None and b.grad is not None, name
+            assert float((b.grad - a.grad).norm()) <= 1e-4 * scale, name
+    if not columns.full:  # the whole width or the kept width, nothing else
+        with pytest.raises(ValueError, match="6516 features per frame or its"):
+            compact_model(batch[..., columns.index[:-1]], lengths)
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))

@@ -85,6 +85,10 @@ def test_a_healthy_user_model_trains_with_no_alarm_and_decodes(tmp_path, train) 
     profile = load_profile(user_profile(tmp_path, "gru_ctc.py:GruCtc"))
     trained = train(profile)
     assert trained.of(AlarmRaised) == []
+    # The data ignore the face, yet a user's model is fed the whole 6516-vector it was built
+    # for (input_dim), never the built-in models' compact batches of the other columns.
+    assert not trained.engine.data.train.model_input.columns.full
+    assert not trained.engine.compact_batches
     [started] = trained.of(RunStarted)
     assert started.stages == ("proj", "subsample", "rnn", "head")  # top-level children, in order
     dev = trained.of(EvalFinished, split="dev")
@@ -92,6 +96,14 @@ def test_a_healthy_user_model_trains_with_no_alarm_and_decodes(tmp_path, train) 
     assert all(len(e.samples) == 2 for e in dev)  # and its decodes are shown beside references
     run_dir = trained.result.run_dir
     assert (run_dir / "model" / "gru_ctc.py").read_text() == (tmp_path / "gru_ctc.py").read_text()
+
+
+def test_a_user_model_holding_a_builtin_fusion_is_fed_the_whole_vector(tmp_path, train) -> None:
+    """The engine tells its fusion which columns the data fills, but the model also slices the
+    vector itself: it must get all 6516 values, not a built-in model's compact batch."""
+    trained = train(load_profile(user_profile(tmp_path, "on_fusion.py:OnFusion", steps=3)))
+    assert trained.result.status == "finished" and trained.engine.state.step == 3
+    assert not trained.engine.compact_batches
 
 
 def test_model_args_are_checked_against_the_constructor(tmp_path, train) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -47,14 +47,15 @@ class Batch:
     lengths: torch.Tensor  # [B] int64
     targets: torch.Tensor  # [sum of target lengths] int64 (CTC concatenated form)
     target_lengths: torch.Tensor  # [B] int64
+    # The features hold only these columns of the 6516-vector (the rest are 0): a compact
+    # training batch for built-in models, whose fusion reads those columns alone. None: whole.
+    columns: Columns | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(
-            self.ids,
-            self.features.to(device, non_blocking=non_blocking),
-            self.lengths,  # lengths stay on CPU: CTC and packing want them there
-            self.targets,
-            self.target_lengths,
+        return replace(
+            self,
+            # lengths stay on CPU: CTC and packing want them there
+            features=self.features.to(device, non_blocking=non_blocking),
         )
 
     @property

@@ -26,7 +26,7 @@ from signconsole.engine.schedule import LearningRateControl
 from signconsole.engine.setup import resolve_device
 from signconsole.errors import UserError
 from signconsole.models.contract import EncoderTap, model_stages
-from signconsole.models.fusion import skip_zero_columns
+from signconsole.models.fusion import reads_only, skip_zero_columns
 from signconsole.models.registry import build_from_source
 from signconsole.profile import profile_to_toml, with_absolute_paths
 
@@ -63,8 +63,16 @@ def assemble(engine: Engine) -> None:
     engine.model = build_from_source(
         engine.model_source, profile.model, engine.input_dim, len(engine.vocabulary)
     ).to(engine.device)
-    # Columns the data leaves at 0 (ignored groups) are not read by a built-in fusion.
-    skip_zero_columns(engine.model, data.train.model_input.columns)
+    # Columns the data leaves at 0 (ignored groups) are not read by a built-in fusion, and
+    # when every model fed the training batches is built in, the batches hold only the others.
+    columns = data.train.model_input.columns
+    skip_zero_columns(engine.model, columns)
+    engine.compact_batches = reads_only(
+        engine.model, columns, engine.model_source.is_user_code
+    ) and (
+        engine.teacher is None
+        or reads_only(engine.teacher.model, columns, engine.teacher.user_code)
+    )
     engine.contract = setup.check_contract(
         engine.model, probe, len(engine.vocabulary), engine.device, profile.source or profile.name
     )

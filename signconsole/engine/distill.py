@@ -38,6 +38,7 @@ class Teacher:
     device: torch.device
     bf16: bool  # autocast on CUDA: the teacher's forward pass is half the cost
     note: str = ""  # set when the teacher's model code was rebuilt from its run's copy
+    user_code: bool = False  # a user's model: it is fed the whole 6516-vector
 
     @property
     def parameters(self) -> int:
@@ -76,6 +77,7 @@ def load_teacher(
         device,
         bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         note=trained.note,
+        user_code=trained.user_code,
     )
 
 

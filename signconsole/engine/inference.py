@@ -38,6 +38,7 @@ class TrainedModel:
     step: int
     device: torch.device
     note: str = ""  # how the model's code was found when it is not the original (user models)
+    user_code: bool = False  # the model is a user's, not a built-in architecture
 
     def features(self, path: str | Path) -> tuple[torch.Tensor, float | None]:
         """A feature file (.pose, landmark .npz/.npy, feature .npy) prepared as in training:
@@ -99,4 +100,5 @@ def load_trained(
         int(state.get("step", 0)),
         device,
         rebuilt.note,
+        rebuilt.source.is_user_code,
     )

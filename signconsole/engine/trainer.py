@@ -83,6 +83,7 @@ class Engine:
         self.teacher_timer = TeacherTimer()
         self.clock = cb.ActiveClock()  # training time, pauses left out (the time budget)
         self._loader: LoaderWorkers | None = None  # the run's loader workers, started once
+        self.compact_batches = False  # set by setup: batches hold only the columns models read
         self._stream: BatchStream | None = None  # this epoch's batches
         self._waited = 0.0  # seconds spent waiting for the batches of earlier epochs
         self.clock.pause()  # setup (data, model, checks) is not training time
@@ -180,7 +181,11 @@ class Engine:
         if self._loader is None:
             data = self.profile.data
             self._loader = LoaderWorkers(
-                self.data.train, self.device, data.num_workers, data.loader
+                self.data.train,
+                self.device,
+                data.num_workers,
+                data.loader,
+                compact=self.compact_batches,
             )
         self._stream = self._loader.stream(batches, epoch, then=then)
         return self._stream

@@ -129,8 +129,13 @@ class Fusion(nn.Module):
             self._kept_counts.append(int(inside.sum()))
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if features.shape[-1] != LAYOUT.dim:
-            raise ValueError(f"expected {LAYOUT.dim} features per frame, got {features.shape[-1]}")
+        """`features`: the 6516-vector, or (after `skip_zero_columns`) its kept columns alone,
+        in vector order: a compact batch (`Batch.columns`)."""
+        width = features.shape[-1]
+        compact = self._columns is not None and width == self._columns.index.numel()
+        if width != LAYOUT.dim and not compact:
+            kept = f" or its {self._columns.index.numel()} kept columns" if self._columns else ""
+            raise ValueError(f"expected {LAYOUT.dim} features per frame{kept}, got {width}")
         valid = time_mask(lengths, features.shape[1])  # [B, T, 1]
         if self._kept_counts is None:
             features = features.masked_fill(~valid, 0.0)
@@ -138,7 +143,8 @@ class Fusion(nn.Module):
                 encoder(features[..., self.slices[name]]) for name, encoder in self.encoders.items()
             ]
         else:
-            kept_values = self._columns.take(features).masked_fill(~valid, 0.0)
+            kept_values = features if compact else self._columns.take(features)
+            kept_values = kept_values.masked_fill(~valid, 0.0)
             parts = []
             for (name, encoder), values in zip(
                 self.encoders.items(), kept_values.split(self._kept_counts, -1), strict=True
@@ -149,6 +155,19 @@ class Fusion(nn.Module):
                 else:
                     parts.append(encoder.forward_kept(values, getattr(self, f"_kept_{name}"), zero))
         return self.project(torch.cat(parts, dim=-1)).masked_fill(~valid, 0.0)
+
+
+def reads_only(model: nn.Module, columns: Columns, user_code: bool) -> bool:
+    """Whether `model` can be fed `columns` alone (a compact batch): a built-in model (its fusion
+    is its one reader of the features) whose fusions were all told those columns. A user's model
+    always gets the whole vector: it may slice the 6516-vector itself, as the layout allows."""
+    if user_code or columns.full:
+        return False
+    fusions = [module for module in model.modules() if isinstance(module, Fusion)]
+    return bool(fusions) and all(
+        fusion._columns is not None and torch.equal(fusion._columns.index, columns.index)
+        for fusion in fusions
+    )
 
 
 def skip_zero_columns(model: nn.Module, columns: Columns) -> None:
