@@ -174,31 +174,37 @@ def _timeline(
     return timeline
 
 
-def _rotate(xy: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Rotate and scale [T, K, 2] offsets by per-frame angle [T] and scale [T]."""
-    cos, sin = (np.cos(angle) * scale)[:, None], (np.sin(angle) * scale)[:, None]
-    x, y = xy[..., 0], xy[..., 1]
-    return np.stack([cos * x - sin * y, sin * x + cos * y], axis=-1)
-
-
 def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray, layout: tuple) -> None:
     """Per-letter rotation and scale of each hand about its wrist, then its shift (in place).
 
     The pose's hand points (wrist, pinky, index, thumb) move with the hand so body and hand
     agree. Where the pivot wrist is missing (ase never sees pose 15, yet sees the fingers next to
     it) those points are only shifted: rotating about a missing point would fling them away.
+    The four groups (each hand, each hand's pose points) are rotated in one pass over all their
+    points: a loop over groups cost a fifth of rendering a sequence.
     """
+    pivots, members, sides = [], [], []
     for side, (hand, pose_points) in enumerate(layout):
-        angle, scale, shift = hands[:, side, 0], hands[:, side, 1], hands[:, side, None, 2:]
-        for group in (np.arange(hand.start, hand.stop), np.array(pose_points)):
-            pivot_present = mask[:, group[0]]
-            wrist = points[:, group[0], None, :2].copy()
-            offsets = points[:, group[1:], :2] - wrist
-            rotated = wrist + _rotate(
-                offsets, np.where(pivot_present, angle, 0.0), np.where(pivot_present, scale, 1.0)
-            )
-            points[:, group[1:], :2] = rotated
-            points[:, group, :2] += shift.astype(np.float32)
+        for group in (list(range(hand.start, hand.stop)), list(pose_points)):
+            pivots += [group[0]] * (len(group) - 1)
+            members += group[1:]
+            sides += [side] * (len(group) - 1)
+    # x and y as [T, K] views: numpy's mixed fancy-and-slice indexing ([:, idx, :2]) was ~8x
+    # slower, and cos/sin are taken per hand, not per point.
+    x_plane, y_plane = points[..., 0], points[..., 1]
+    present = mask[:, pivots]  # [T, M]
+    angle, scale = hands[:, :, 0], hands[:, :, 1]  # [T, 2 hands]
+    cos = np.where(present, (np.cos(angle) * scale)[:, sides], 1.0)
+    sin = np.where(present, (np.sin(angle) * scale)[:, sides], 0.0)
+    wrist_x, wrist_y = x_plane[:, pivots], y_plane[:, pivots]  # copies; no pivot is a member
+    x, y = x_plane[:, members] - wrist_x, y_plane[:, members] - wrist_y
+    x_plane[:, members] = wrist_x + (cos * x - sin * y)
+    y_plane[:, members] = wrist_y + (sin * x + cos * y)
+    for side, (hand, pose_points) in enumerate(layout):
+        moved = [*range(hand.start, hand.stop), *pose_points]
+        shift = hands[:, side, 2:].astype(np.float32)
+        x_plane[:, moved] += shift[:, 0, None]
+        y_plane[:, moved] += shift[:, 1, None]
 
 
 def _jitter_body(
