@@ -176,27 +176,48 @@ class FeatureLayout:
         body = (points - centre[..., None, :]) / width[..., None, None]
         if coordinates == "shoulder":
             points = body
-        points = torch.where(present[..., None], points, torch.zeros_like(points))
 
-        spatial = points.flatten(-2)  # [..., T, 3K]
-        present3 = present.repeat_interleave(3, dim=-1)  # [..., T, 3K]
+        # The four blocks are written straight into one [..., T, 4 * 3K] tensor, and their
+        # validity into one bool tensor: no concatenation. Every operation runs over rows of
+        # 3K contiguous values (a condition per landmark broadcast over x, y, z made the inner
+        # loop 3 long and took longer than the whole derivation). A loader worker derives every
+        # training batch this way.
+        *lead, frames, kept, _ = points.shape
+        width3 = 3 * kept
+        features = points.new_empty((*lead, frames, 4 * width3))
+        valid = torch.zeros((*lead, frames, 4 * width3), dtype=torch.bool, device=points.device)
+        spatial, velocity, acceleration, relative = (
+            features[..., k * width3 : (k + 1) * width3] for k in range(4)
+        )
+        spatial_ok, velocity_ok, acceleration_ok, relative_ok = (
+            valid[..., k * width3 : (k + 1) * width3] for k in range(4)
+        )
+        zero = points.new_zeros(())
+        spatial_ok.copy_(present.repeat_interleave(3, dim=-1))
+        torch.where(spatial_ok, points.flatten(-2), zero, out=spatial)
 
-        velocity = torch.zeros_like(spatial)
-        both = present3[..., 1:, :] & present3[..., :-1, :]
-        velocity[..., 1:, :] = torch.where(both, spatial[..., 1:, :] - spatial[..., :-1, :], 0.0)
-        acceleration = torch.zeros_like(spatial)
-        both_v = both[..., 1:, :] & both[..., :-1, :]
-        acceleration[..., 2:, :] = torch.where(
-            both_v, velocity[..., 2:, :] - velocity[..., 1:-1, :], 0.0
+        # velocity v[t] = s[t] - s[t-1] and acceleration a[t] = v[t] - v[t-1], where every
+        # frame they rest on has the landmark; v[0], a[0], a[1] are 0 and invalid.
+        torch.bitwise_and(
+            spatial_ok[..., 1:, :], spatial_ok[..., :-1, :], out=velocity_ok[..., 1:, :]
         )
-        relative_ok = present3 & shoulders_present[..., None]
-        relative = torch.where(relative_ok, body.flatten(-2), 0.0)
-        features = torch.cat([spatial, velocity, acceleration, relative], dim=-1)
-        frames = present3.shape[-2]
-        valid = torch.cat(
-            [present3, both_padded(both, 1, frames), both_padded(both_v, 2, frames), relative_ok],
-            -1,
+        velocity[..., :1, :] = 0.0
+        torch.sub(spatial[..., 1:, :], spatial[..., :-1, :], out=velocity[..., 1:, :])
+        torch.where(velocity_ok[..., 1:, :], velocity[..., 1:, :], zero, out=velocity[..., 1:, :])
+        torch.bitwise_and(
+            velocity_ok[..., 2:, :], velocity_ok[..., 1:-1, :], out=acceleration_ok[..., 2:, :]
         )
+        acceleration[..., :2, :] = 0.0
+        torch.sub(velocity[..., 2:, :], velocity[..., 1:-1, :], out=acceleration[..., 2:, :])
+        torch.where(
+            acceleration_ok[..., 2:, :],
+            acceleration[..., 2:, :],
+            zero,
+            out=acceleration[..., 2:, :],
+        )
+
+        torch.bitwise_and(spatial_ok, shoulders_present[..., None], out=relative_ok)
+        torch.where(relative_ok, body.flatten(-2), zero, out=relative)
         return features, valid
 
 
@@ -237,14 +258,6 @@ class Columns:
         if self.full:
             return wide
         return torch.cat([wide[..., first:end] for first, end, _ in self.runs], dim=-1)
-
-
-def both_padded(valid: torch.Tensor, frames: int, total: int) -> torch.Tensor:
-    """Left-pad a validity tensor over time by `frames` False frames (v[0], a[0..1] are
-    undefined) and keep the last `total` frames: a 1- or 2-frame sequence has fewer velocity
-    or acceleration frames than the padding, and all of them are undefined."""
-    pad = valid.new_zeros((*valid.shape[:-2], frames, valid.shape[-1]))
-    return torch.cat([pad, valid], dim=-2)[..., -total:, :]
 
 
 _VECTOR_ORDER = torch.cat(

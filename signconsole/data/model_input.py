@@ -44,7 +44,7 @@ class ModelInput:
             landmarks, mask, self.coordinates, self.columns
         )
         return self._normalize(
-            values, valid, self._stats_on(values.device, columns_only=True), lengths
+            values, valid, self._stats_on(values.device, columns_only=True), lengths, inplace=True
         )
 
     def stored(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,6 +70,7 @@ class ModelInput:
         valid: torch.Tensor,
         stats: FeatureStats | None,
         lengths: torch.Tensor | None,
+        inplace: bool = False,
     ) -> torch.Tensor:
         if self.normalization == "per_sample" and lengths is not None:
             # Statistics of each sequence over its own frames, not the batch's padding.
@@ -79,4 +80,4 @@ class ModelInput:
                     values[row, :length], valid[row, :length], "per_sample"
                 )
             return out
-        return normalize(values, valid, self.normalization, stats)
+        return normalize(values, valid, self.normalization, stats, inplace)

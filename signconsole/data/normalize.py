@@ -130,10 +130,14 @@ def normalize(
     valid: torch.Tensor,
     mode: str,
     stats: FeatureStats | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Normalize [T, F] (one sequence) features. Invalid values come out as 0."""
+    """Normalize [T, F] (one sequence) features. Invalid values come out as 0. `inplace`: into
+    `features` itself (a tensor the caller just derived and owns: a batch's features are
+    ~8-60 MB, and every new one is page-faulted in)."""
+    out = features if inplace else None
     if mode == "none":
-        return torch.where(valid, features, 0.0)
+        return torch.where(valid, features, features.new_zeros(()), out=out)
     if mode == "per_sample":
         stats = compute_stats(features, valid)
     elif mode == "corpus_stats":
@@ -141,8 +145,11 @@ def normalize(
             raise ValueError("corpus_stats normalization needs statistics from the train split")
     else:
         raise ValueError(f"normalization must be one of {MODES}, got {mode!r}")
-    normalized = (features - stats.mean) / stats.scale
-    return torch.where(valid, normalized, 0.0)
+    if inplace:
+        normalized = features.sub_(stats.mean).div_(stats.scale)
+    else:
+        normalized = (features - stats.mean) / stats.scale
+    return torch.where(valid, normalized, normalized.new_zeros(()), out=out)
 
 
 @dataclass(frozen=True)
