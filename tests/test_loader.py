@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +227,25 @@ def test_compact_batches_hold_the_derived_columns_of_the_whole_vector(
         assert b.columns is None and a.ids == b.ids
         assert a.features.shape == (*b.features.shape[:-1], len(columns.index))
         assert torch.equal(columns.widen(a.features), b.features)
+
+
+@pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
+def test_a_batch_from_a_worker_process_is_mapped_before_the_training_thread_reads_it(
+    spelled_data,
+) -> None:
+    """Shared memory from a worker is mapped into this process on first touch, page by page: the
+    executor's thread touches it as it arrives, so the step does not take those page faults."""
+    train = spelled_data.train
+    stream = batch_stream(train, epoch_batches(train)[:1], "cpu", workers=1, loader="processes")
+    batch = next(stream)
+    time.sleep(0.5)  # the arrival callback has run; nothing else is in flight
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    batch.features.sum()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    pages = batch.features.nbytes // 4096
+    assert batch.features.is_shared() and pages > 100
+    assert faults < pages / 50, f"{faults} page faults reading {pages} pages"
+    stream.close()
 
 
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:

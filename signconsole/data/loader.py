@@ -204,6 +204,23 @@ class Featurizer:
 
 Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)
 
+PAGE = 4096
+
+
+def _map_pages(future: Future) -> None:
+    """Read one value per page of the tensors a worker process returned, as they arrive, in the
+    executor's own thread: the shared memory is mapped into this process page by page on first
+    touch, and the training thread would otherwise take those faults in its forward pass (~4 of
+    ~5 ms to first read a demo batch, against ~1 ms for a batch already mapped)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    prepared = future.result()
+    for name in ("features", "landmarks", "mask"):
+        tensor = getattr(prepared, name, None)
+        if tensor is not None and tensor.is_contiguous() and tensor.numel():
+            flat = tensor.view(-1)
+            flat[:: max(1, PAGE // tensor.element_size())].sum()
+
 
 def settle(futures: list[Future]) -> None:
     """Cancel what has not started and wait for what has, so the workers are idle after."""
@@ -274,7 +291,9 @@ class LoaderWorkers:
             else:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="batches")
         if self.kind == "processes":
-            return self._pool.submit(_prepare_in_worker, epoch, indices)
+            future = self._pool.submit(_prepare_in_worker, epoch, indices)
+            future.add_done_callback(_map_pages)
+            return future
         return self._pool.submit(self.prepare, epoch, indices)
 
     def stream(
