@@ -58,216 +58,60 @@ import cProfile  # noqa: E402
 import dataclasses  # noqa: E402
 import math  # noqa: E402
 import pstats  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from training_paths import (  # noqa: E402  (next to this file; console_overhead.py uses them too)
+    COMMON,
+    MODELS,
+    PROFILE,
+    BarePath,
+    ConsoleSink,
+    EnginePath,
+    Timing,
+    collate_batches,
+    data_loading_seconds,
+    engine_batches,
+    load,
+    padded_frames,
+    run_batches,
+    step_time_model,
+    timed,
+)
 
 from signconsole.data.dataset import Batch  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
-from signconsole.data.loader import batch_stream, resolve_loader  # noqa: E402
-from signconsole.data.prepare import PreparedData, prepare_data  # noqa: E402
-from signconsole.engine.setup import make_sampler  # noqa: E402
+from signconsole.data.loader import resolve_loader  # noqa: E402
+from signconsole.data.prepare import PreparedData  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
-from signconsole.events import Event, EventBus, StepLogged  # noqa: E402
+from signconsole.events import EventBus  # noqa: E402
 from signconsole.models.fusion import skip_zero_columns  # noqa: E402
 from signconsole.models.registry import build_model  # noqa: E402
-from signconsole.profile import load_profile  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-PROFILE = ROOT / "profiles" / "demo-student.toml"
-MODELS = {
-    "student": [],  # demo-student as shipped
-    "bilstm": ["model.architecture=bilstm", "model.hidden=128", "model.fusion_dim=32"],
-}
 # Per path per round: about 5 s each on a 2-core CPU, so 10 rounds take about 2 minutes.
 DEFAULT_STEPS = {"student": 20, "bilstm": 50}
 DEFAULT_RUN_STEPS = {"student": 120, "bilstm": 300}  # the full Engine.run(): 30-60 s
-# Evaluation off (never due), no wall-clock budget; the rest of the profile as shipped.
-COMMON = ["training.eval_every=1000000000", "training.max_minutes=0"]
+
+__all__ = ["BarePath", "EnginePath", "COMMON", "MODELS", "PROFILE", "engine_batches", "load"]
 
 
-@dataclass
-class ConsoleSink:
-    """Stands in for the live console: keeps the latest metrics, counts what it saw."""
+class StepTimedEngine(Engine):
+    """The engine as it is, plus the time each `take_step` took (forward, backward, optimizer
+    step, callbacks): what is left of the run's time is the data path and the loop around it."""
 
-    events: int = 0
-    last_step: StepLogged | None = None
-    logged: list[tuple[int, float, float]] = field(default_factory=list)  # step, time, frames/s
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_seconds: list[float] = []
+        self.waited: list[float] = []  # `data_wait` (seconds waiting for batches) after each step
 
-    def __call__(self, event: Event) -> None:
-        self.events += 1
-        if isinstance(event, StepLogged):
-            self.last_step = event
-            self.logged.append((event.step, event.time, event.frames_per_second))
-
-
-# ------------------------------------------------------------------------------------- paths
-class BarePath:
-    name = "bare"
-
-    def __init__(self, model: torch.nn.Module, profile) -> None:
-        config = profile.optimizer
-        self.model = model
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=config.learning_rate,
-            betas=config.betas,
-            weight_decay=config.weight_decay,
-        )
-        model.train()
-
-    def step(self, batch: Batch) -> None:
-        output = self.model(batch.features, batch.lengths)
-        log_probs = output.logits.float().log_softmax(-1)
-        ctc = F.ctc_loss(
-            log_probs.transpose(0, 1),
-            batch.targets,
-            output.lengths,
-            batch.target_lengths,
-            blank=0,
-            reduction="none",
-        )
-        loss = (ctc / batch.target_lengths.clamp(min=1)).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-
-class EnginePath:
-    """The per-batch body of `Engine.train`, on an engine that went through `setup()`."""
-
-    name = "engine"
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        training = engine.profile.training
-        self.scale = 1.0 / training.grad_accumulation
-        assert training.grad_accumulation == 1, "the benchmark steps once per batch"
-        # What `Engine.run()` / `Engine.train()` do before the first batch.
-        engine.set_status("running")
-        engine.train_mode()
-        engine.clock.resume()
-        for callback in engine.callbacks:
-            callback.on_train_start(engine)
-
-    def step(self, batch: Batch) -> None:
-        engine = self.engine
-        if engine.boundary():
-            raise RuntimeError("the engine stopped (a command or the time budget)")
-        engine.state.batch_in_epoch += 1
-        evaluations = engine.state.evaluations
-        engine.take_step([batch])
-        if engine.state.evaluations != evaluations:
-            raise RuntimeError("an evaluation ran: training.eval_every should be huge")
-
-
-@dataclass
-class Timing:
-    wall: float  # seconds
-    cpu: float  # CPU seconds of this process, all threads (less hit by other jobs than wall)
-    frames: int  # real (unpadded) frames trained on
-    steps: int
-    faults: int  # minor page faults (fresh memory touched: mostly large tensors from mmap)
-
-
-def timed(path, batches: list[Batch], order: list[int], per_step: list | None = None) -> Timing:
-    """One pass of `path` over `batches` in `order`; `per_step` collects (padded frames,
-    seconds) of every step."""
-    frames = 0
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    cpu, start = time.process_time(), time.perf_counter()
-    for index in order:
-        before = time.perf_counter()
-        path.step(batches[index])
-        if per_step is not None:
-            per_step.append((padded_frames(batches[index]), time.perf_counter() - before))
-        frames += batches[index].frames
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return Timing(wall, cpu, frames, len(order), faults)
-
-
-def padded_frames(batch: Batch) -> int:
-    """What a step's cost grows with: sequences x the batch's padded length."""
-    return int(batch.features.shape[0] * batch.features.shape[1])
-
-
-def step_time_model(per_step: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least squares seconds = a + b * padded frames over one pass's steps."""
-    n = len(per_step)
-    mean_x = sum(x for x, _ in per_step) / n
-    mean_y = sum(y for _, y in per_step) / n
-    spread = sum((x - mean_x) ** 2 for x, _ in per_step)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in per_step) / spread if spread else 0.0
-    return mean_y - slope * mean_x, slope
-
-
-# ------------------------------------------------------------------------------------ setup
-def load(model: str, extra: list[str]):
-    profile = load_profile(PROFILE, [*MODELS[model], *COMMON, *extra])
-    data = prepare_data(profile)
-    return profile, data
-
-
-def engine_batches(
-    profile, data: PreparedData, count: int, first_epoch: int = 0
-) -> list[list[int]]:
-    """The first `count` batches (sample indices) the engine's sampler draws from `first_epoch`
-    on: epoch 0 sorted short to long, then shuffled epochs. The same in every run (seeded)."""
-    sampler = make_sampler(profile, data.train)  # the engine's own
-    indices: list[list[int]] = []
-    epoch = first_epoch
-    while len(indices) < count:
-        sampler.set_epoch(epoch)
-        indices.extend(sampler.batches())
-        epoch += 1
-    return indices[:count]
-
-
-def collate_batches(
-    profile, data: PreparedData, count: int, compact: bool
-) -> tuple[list[Batch], list]:
-    """`count` shuffled-epoch batches, collated once: both paths step on exactly these tensors.
-    Also their sample indices. `compact`: as the engine ships them (`Engine.compact_batches`)."""
-    indices = engine_batches(profile, data, count, 1)
-    # The engine's own loader path, in this thread (workers=0), so both paths see its tensors.
-    stream = batch_stream(data.train, indices, "cpu", epoch=1, workers=0, compact=compact)
-    return list(stream), indices
-
-
-def run_batches(profile, data: PreparedData, steps: int, compact: bool) -> list[Batch]:
-    """The batches `Engine.run()` trains on in its first `steps` steps, in its order: the same
-    sampler epochs (the first sorted short to long) and the same sequences, spelled for their
-    epoch, prepared once here. The bare loop steps on exactly these, so a whole-run pair compares
-    the same work and differs only in who prepares the batches, and when."""
-    sampler = make_sampler(profile, data.train)  # the engine's own
-    prepared: list[Batch] = []
-    epoch = 0
-    while len(prepared) < steps:
-        sampler.set_epoch(epoch)
-        epoch_batches = sampler.batches()[: steps - len(prepared)]
-        prepared.extend(
-            batch_stream(data.train, epoch_batches, "cpu", epoch=epoch, workers=0, compact=compact)
-        )
-        epoch += 1
-    return prepared
-
-
-def data_loading_seconds(data: PreparedData, indices: list[list[int]], compact: bool) -> float:
-    """Seconds per batch to build the pool's batches again from the dataset in this thread
-    (what `data.num_workers = 0` does): sequences read or spelled, features derived,
-    normalized, padded."""
-    start = time.perf_counter()
-    for _ in batch_stream(data.train, indices, "cpu", epoch=1, workers=0, compact=compact):
-        pass
-    return (time.perf_counter() - start) / len(indices)
+    def take_step(self, batches) -> None:
+        started = time.perf_counter()
+        super().take_step(batches)
+        self.step_seconds.append(time.perf_counter() - started)
+        self.waited.append(self.data_wait)
 
 
 def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[str, float]:
@@ -279,7 +123,10 @@ def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[st
     sink = ConsoleSink()
     bus.subscribe(sink)
     start = time.perf_counter()
-    result = Engine(profile, bus, runs_dir=runs_dir, data=data).run()
+    # freeze_gc as `signconsole run` and the console set it: the objects setup made are not
+    # rescanned by every full collection (one took 238 ms in this process).
+    engine = StepTimedEngine(profile, bus, runs_dir=runs_dir, data=data, freeze_gc=True)
+    result = engine.run()
     wall = time.perf_counter() - start
     # Steady state: between the first and the last StepLogged (setup and the final checkpoint
     # left out), from the events' own timestamps.
@@ -294,6 +141,10 @@ def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[st
     steady_fps = frames / max(last_time - first_time, 1e-9)
     return {
         "window": (first_step, last_step, last_time - first_time),
+        # Each step's own time (steps first+1..last: a StepLogged closes its step), and what
+        # the loop spent waiting for batches over the same steps (`Engine.data_wait`).
+        "step_seconds": engine.step_seconds[first_step:last_step],
+        "data_wait": engine.waited[last_step - 1] - engine.waited[first_step - 1],
         "steps": result.steps,
         "wall": wall,
         "overall": result.steps / wall,
@@ -488,6 +339,14 @@ def main(argv: list[str] | None = None) -> int:
             # process the bare loop's step has run up to ~20% slower than the engine's own on
             # the same batches (unexplained), and a slow reference would flatter the run.
             full_runs[-1]["headline"] = min(full_runs[-1]["ratio"], full_runs[-1]["data_ratio"])
+            # Where the run's time went: its steps themselves (against the same steps on the
+            # pool: > 1 when a step ran slower beside the loader worker), waiting for batches,
+            # and the rest of the loop (callbacks between steps, epoch ends).
+            in_steps = sum(full_runs[-1]["step_seconds"])
+            waited = full_runs[-1]["data_wait"]
+            full_runs[-1]["step_slowdown"] = in_steps / step_seconds
+            full_runs[-1]["outside_share"] = (engine_seconds - in_steps) / engine_seconds
+            full_runs[-1]["wait_share"] = waited / engine_seconds
             print(
                 f"  whole run {round_index + 1}: engine.run() steps {first + 1}-{last} in "
                 f"{engine_seconds:.2f} s ({full_runs[-1]['steady']:.2f} steps/s); the bare loop "
@@ -495,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"steps/s; {intercept * 1e3:.0f} ms + {slope * 1e6:.1f} us a padded frame, "
                 f"{bare_chosen[-1]} thread(s)); "
                 f"ratio {full_runs[-1]['ratio']:.3f}; the engine's step on the pool "
-                f"{step_seconds:.2f} s, ratio {full_runs[-1]['data_ratio']:.3f}",
+                f"{step_seconds:.2f} s, ratio {full_runs[-1]['data_ratio']:.3f}\n"
+                f"      in the run: steps {in_steps:.2f} s ({full_runs[-1]['step_slowdown']:.3f}x "
+                f"the same steps on the pool), waiting for batches {waited:.3f} s, the rest of "
+                f"the loop {engine_seconds - in_steps - waited:.3f} s",
                 flush=True,
             )
         full = None
@@ -556,10 +418,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(ratios)} alternating pairs, min {min(ratios):.3f}, max {max(ratios):.3f}); "
             f"target >= 0.98: {'met' if full['ratio'] >= 0.98 else 'NOT met'}"
         )
-        for label, key in (("the bare loop", "ratio"), ("the engine's own step", "data_ratio")):
+        for label, key in (
+            ("whole run / the bare loop on the resident pool", "ratio"),
+            ("whole run / the engine's own step on the resident pool", "data_ratio"),
+            (
+                "the run's steps / the same steps on the pool (the step beside the loader)",
+                "step_slowdown",
+            ),
+            (
+                "share of the run outside its steps (batch handover, loop, epoch ends)",
+                "outside_share",
+            ),
+            ("share of the run waiting for batches", "wait_share"),
+        ):
             values = [f[key] for f in full_runs]
             print(
-                f"  whole run / {label} on the resident pool: {statistics.median(values):.3f} "
+                f"  {label}: {statistics.median(values):.3f} "
                 f"(median; {', '.join(f'{v:.3f}' for v in values)})"
             )
     print(

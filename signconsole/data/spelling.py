@@ -257,5 +257,5 @@ def render(
     # torch's generator draws normals ~2x as fast as numpy's; seeded from the sample's stream.
     noise = torch.Generator().manual_seed(int(rng.integers(2**62)))
     points[..., :2] += sigma * torch.randn(points[..., :2].shape, generator=noise).numpy()
-    points = np.where(mask[..., None], points, 0.0).astype(np.float32)
+    points[~mask] = 0.0  # in place: np.where made a float64 copy, then a float32 one
     return points, mask
