@@ -19,6 +19,7 @@ import torch
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.loader import (
+    KEPT_BATCHES,
     Featurizer,
     LoaderError,
     LoaderWorkers,
@@ -246,6 +247,42 @@ def test_a_batch_from_a_worker_process_is_mapped_before_the_training_thread_read
     assert batch.features.is_shared() and pages > 100
     assert faults < pages / 50, f"{faults} page faults reading {pages} pages"
     stream.close()
+
+
+def shared_batches_held(pid: int, at_least: int) -> int:
+    """How many shared-memory files of at least `at_least` bytes process `pid` holds open: a
+    tensor a worker process shares keeps one, so this counts the batches it keeps alive."""
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            shared = "/dev/shm/" in os.readlink(path) or "memfd:" in os.readlink(path)
+            held += shared and os.stat(path).st_size >= at_least
+        except OSError:  # closed while listed
+            continue
+    return held
+
+
+@pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
+def test_a_worker_process_frees_the_batches_it_returned_after_the_training_loop_drops_them(
+    spelled_data,
+) -> None:
+    """A batch in shared memory is freed by the process that drops it last. The worker keeps its
+    last batches alive, so freeing their pages (most of a ~3.7 ms drop) happens on its core and
+    not in the training thread between two steps; and it keeps no more than that."""
+    train = spelled_data.train
+    batches = epoch_batches(train, 0) + epoch_batches(train, 1)  # any index lists will do
+    assert len(batches) > KEPT_BATCHES + 1
+    workers = LoaderWorkers(train, "cpu", 1, "processes")
+    smallest = None
+    for batch in workers.stream(batches, 0):
+        size = batch.features.nbytes
+        smallest = size if smallest is None else min(smallest, size)
+        del batch  # the loop moves on: this process unmaps it
+    (pid,) = workers._pool._processes
+    held = shared_batches_held(pid, smallest)
+    workers.close()
+    assert held == KEPT_BATCHES + 1, f"the worker holds {held} batches"
 
 
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:

@@ -12,9 +12,10 @@ copy-on-write instead of each unpickling a copy, and they do not take the traini
 a loader thread spelling sequences in Python competes with the step's own Python (it dispatches
 ~2,000 ops a step). Beside a loader kept busy, the demo's bare loop ran at a median 0.80 of its
 speed alone with a thread, 0.89 with a process (benchmarks/README.md). Batches come back in
-shared memory (torch's pickling of tensors), not copied through a pipe. A worker ignores Ctrl-C
-(the trainer handles it) and exits when its trainer dies; it never holds the run lock
-(store/lock.py).
+shared memory (torch's pickling of tensors), not copied through a pipe, and a worker keeps its
+last ones alive so that freeing their pages falls on its core, not between two steps
+(`KEPT_BATCHES`). A worker ignores Ctrl-C (the trainer handles it) and exits when its trainer
+dies; it never holds the run lock (store/lock.py).
 
 Either way a batch is padded as landmarks first (`collate_raw`) and its 6516-vectors derived and
 normalized for the whole batch at once (`Featurizer`). On the CPU the workers do that; on CUDA
@@ -87,9 +88,24 @@ def shared_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
-def _start_worker(prepare: Callable[[int, list[int]], object], parent: int) -> None:
-    global _prepare_in_this_worker
+# The batches a worker process returned last, kept alive in the worker. A batch in shared
+# memory is freed by whichever process drops it last: the training process took ~3.7 ms to drop
+# a demo batch, ~2.8 of them freeing its pages, on its one thread between two steps (1.4% of the
+# run). Kept here a while, a batch is dropped by the training loop first (unmapped, ~0.9 ms) and
+# its pages freed later in this process, on the worker's own core. The training process holds a
+# batch from its arrival through its step: up to `prefetch` (4) ready ones, the one stepping and
+# a few held for gradient accumulation: 8 covers that (beyond, the training process frees the
+# oldest itself, as before); each of W workers returns every W-th batch, so it keeps 8 / W of
+# them, and one more. A batch the training process still holds costs nothing more here (the
+# same pages); one it has dropped, its size until dropped here.
+KEPT_BATCHES = 8
+_returned: deque[object] = deque()
+
+
+def _start_worker(prepare: Callable[[int, list[int]], object], parent: int, workers: int) -> None:
+    global _prepare_in_this_worker, _returned
     _prepare_in_this_worker = prepare
+    _returned = deque(maxlen=math.ceil(KEPT_BATCHES / workers) + 1)
     Featurizer.shared_output = True
     # A worker waits on a queue it also holds the writing end of, so it never sees the parent
     # die (killed, a torchrun rank torn down): it would live on as an orphan. It checks instead.
@@ -108,7 +124,9 @@ def _exit_with_parent(parent: int) -> None:
 
 def _prepare_in_worker(epoch: int, indices: list[int]) -> object:
     assert _prepare_in_this_worker is not None, "not a worker started by LoaderWorkers"
-    return _prepare_in_this_worker(epoch, indices)
+    prepared = _prepare_in_this_worker(epoch, indices)
+    _returned.append(prepared)  # shared once pickled for the return; the oldest is dropped
+    return prepared
 
 
 @dataclass
@@ -286,7 +304,7 @@ class LoaderWorkers:
                     self.workers,
                     mp_context=multiprocessing.get_context("fork"),
                     initializer=_start_worker,
-                    initargs=(self.prepare, os.getpid()),
+                    initargs=(self.prepare, os.getpid(), self.workers),
                 )
             else:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="batches")
