@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from signconsole.data import loader as loader_module
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.loader import (
@@ -151,6 +152,30 @@ def test_worker_processes_survive_ctrl_c_and_a_killed_one_is_one_clear_error(
     os.kill(worker.pid, signal.SIGKILL)
     with pytest.raises(LoaderError, match="worker process preparing batches died.*data.loader"):
         list(stream)
+    assert not loader_workers()
+
+
+def start_worker_without_room(prepare, parent, workers) -> None:
+    """A worker whose shared-memory files cannot grow past 64 KB, as in a full /dev/shm (torch
+    raises its own error either way: here EFBIG, there ENOSPC)."""
+    loader_module._start_worker_unlimited(prepare, parent, workers)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+
+
+@pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
+def test_shared_memory_running_out_is_one_clear_error(spelled_data, monkeypatch) -> None:
+    """Docker gives /dev/shm 64 MB: a worker that cannot hand its batch over in shared memory is
+    one line saying what to change, and its workers end."""
+    monkeypatch.setattr(
+        loader_module, "_start_worker_unlimited", loader_module._start_worker, raising=False
+    )
+    monkeypatch.setattr(loader_module, "_start_worker", start_worker_without_room)
+    train = spelled_data.train
+    stream = batch_stream(train, epoch_batches(train), "cpu", workers=1, loader="processes")
+    with pytest.raises(LoaderError, match=r"shared memory.*--shm-size.*data.loader") as raised:
+        next(stream)
+    assert "\n" not in str(raised.value)
     assert not loader_workers()
 
 

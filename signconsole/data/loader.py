@@ -88,17 +88,24 @@ def shared_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
+def is_shared_memory_error(error: BaseException) -> bool:
+    """Whether torch failed to make or grow a shared-memory file (`/torch_<pid>_...` in
+    /dev/shm), the way a worker hands a batch over: /dev/shm full or limited."""
+    message = str(error)
+    return "</torch_" in message or "shared memory" in message
+
+
 # The batches a worker process returned last, kept alive in the worker. A batch in shared
 # memory is freed by whichever process drops it last: the training process took ~3.7 ms to drop
 # a demo batch, ~2.8 of them freeing its pages, on its one thread between two steps (1.4% of the
 # run). Kept here a while, a batch is dropped by the training loop first (unmapped, ~0.9 ms) and
 # its pages freed later in this process, on the worker's own core. The training process holds a
 # batch from its arrival through its step: up to `prefetch` (4) ready ones, the one stepping and
-# a few held for gradient accumulation: 8 covers that (beyond, the training process frees the
-# oldest itself, as before); each of W workers returns every W-th batch, so it keeps 8 / W of
-# them, and one more. A batch the training process still holds costs nothing more here (the
+# one more held for gradient accumulation: 6 covers that (beyond, the training process frees
+# the oldest itself, as before); each of W workers returns every W-th batch, so it keeps 6 / W
+# of them, and one more. A batch the training process still holds costs nothing more here (the
 # same pages); one it has dropped, its size until dropped here.
-KEPT_BATCHES = 8
+KEPT_BATCHES = 6
 _returned: deque[object] = deque()
 
 
@@ -415,12 +422,25 @@ class BatchStream:
         try:
             return future.result()
         except BrokenProcessPool:
-            self._pending.clear()
-            self._workers.close()
+            self._stop()
             raise LoaderError(
-                "a worker process preparing batches died (killed, or out of memory); lower "
-                'data.num_workers or data.batch_size, or set data.loader = "threads"'
+                "a worker process preparing batches died (killed, out of memory, or out of "
+                "shared memory); lower data.num_workers or data.batch_size, give /dev/shm more "
+                'room (docker run --shm-size=2g), or set data.loader = "threads"'
             ) from None
+        except RuntimeError as error:
+            if not is_shared_memory_error(error):
+                raise
+            self._stop()
+            raise LoaderError(
+                f"a loader worker could not get shared memory for a batch ({error}): /dev/shm "
+                "is full or too small (Docker gives 64 MB); give it more room (docker run "
+                '--shm-size=2g), lower data.batch_size, or set data.loader = "threads"'
+            ) from None
+
+    def _stop(self) -> None:
+        self._pending.clear()
+        self._workers.close()
 
     def close(self) -> None:
         """Cancel this epoch's batches still queued and wait for those being prepared; the next
