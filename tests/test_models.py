@@ -158,12 +158,15 @@ def test_skipping_zero_columns_is_the_same_model(architecture: str, ignored: tup
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(outputs[2], outputs[1], atol=1e-6, rtol=1e-6)
     # float32 sums in another order: each gradient's difference against the whole gradient's
-    # size (a gradient that is 0 in theory, behind a batch norm, is all rounding either way)
+    # size (a gradient that is 0 in theory, behind a batch norm, is all rounding either way).
+    # The I3D teacher's temporal projection, with the face and a hand skipped, differed by
+    # 1.3e-4 of it on one machine's kernels and under 1e-4 on another's; a column read from the
+    # wrong place differs by the gradient's own size.
     scale = float(torch.cat([p.grad.flatten() for p in dense.parameters()]).norm())
     for other in (skipping, compact_model):
         for (name, a), b in zip(dense.named_parameters(), other.parameters(), strict=True):
             assert a.grad is not None and b.grad is not None, name
-            assert float((b.grad - a.grad).norm()) <= 1e-4 * scale, name
+            assert float((b.grad - a.grad).norm()) <= 1e-3 * scale, name
     if not columns.full:  # the whole width or the kept width, nothing else
         with pytest.raises(ValueError, match="6516 features per frame or its"):
             compact_model(batch[..., columns.index[:-1]], lengths)
