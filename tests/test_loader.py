@@ -17,16 +17,14 @@ import pytest
 import torch
 
 from signconsole.data import loader as loader_module
+from signconsole.data.collating import Featurizer, collate_raw, shared_zeros
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.loader import (
     KEPT_BATCHES,
-    Featurizer,
     LoaderError,
     LoaderWorkers,
     batch_stream,
-    collate_raw,
-    shared_zeros,
     worker_processes_available,
 )
 from signconsole.data.model_input import ModelInput

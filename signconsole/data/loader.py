@@ -40,16 +40,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
 import torch
 import torch.multiprocessing  # noqa: F401  (registers the shared-memory pickling of tensors)
 
 from signconsole.config import LoaderKind
-from signconsole.data.dataset import Batch, Item, SequenceDataset
-from signconsole.data.layout import FEATURE_DIM, LAYOUT
-from signconsole.data.model_input import ModelInput
+from signconsole.data.collating import Featurizer, RawBatch, collate_raw
+from signconsole.data.dataset import Batch, SequenceDataset
 from signconsole.errors import UserError
 from signconsole.runtime import worker_processes_available
 
@@ -74,18 +73,6 @@ def resolve_loader(kind: str) -> Literal["processes", "threads"]:
 # What a forked worker runs: its batch preparation, inherited through fork by `_start_worker`
 # (a closure over the dataset cannot be pickled, and pickling the dataset would copy its store).
 _prepare_in_this_worker: Callable[[int, list[int]], object] | None = None
-
-
-def shared_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A zero tensor in shared memory (a new shared-memory file, which the kernel zero-fills).
-
-    A worker process builds its batch's features in one of these, so returning the batch hands
-    over a file descriptor: a tensor in private memory is copied into shared memory when it is
-    pickled, 54 ms of a 34 MB demo batch on top of the ~160 ms it took to prepare."""
-    # `_new_shared` is what torch's own `share_memory_()` allocates with (torch/storage.py); no
-    # public call makes a shared tensor without first filling a private one.
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 def is_shared_memory_error(error: BaseException) -> bool:
@@ -134,97 +121,6 @@ def _prepare_in_worker(epoch: int, indices: list[int]) -> object:
     prepared = _prepare_in_this_worker(epoch, indices)
     _returned.append(prepared)  # shared once pickled for the return; the oldest is dropped
     return prepared
-
-
-@dataclass
-class RawBatch:
-    """A padded batch before features: landmarks + mask (float16 when shipped to a device), or
-    stored features (float16)."""
-
-    ids: list[str]
-    lengths: torch.Tensor  # [B] int64
-    targets: torch.Tensor  # CTC concatenated form
-    target_lengths: torch.Tensor  # [B]
-    landmarks: torch.Tensor | None = None  # [B, T, 543, 3]
-    mask: torch.Tensor | None = None  # [B, T, 543] bool, False on padding
-    features: torch.Tensor | None = None  # [B, T, F] float16, precomputed files
-
-    def pin_memory(self) -> RawBatch:
-        def pin(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else tensor.pin_memory()
-
-        return replace(
-            self, landmarks=pin(self.landmarks), mask=pin(self.mask), features=pin(self.features)
-        )
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> RawBatch:
-        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else tensor.to(device, non_blocking=non_blocking)
-
-        return replace(
-            self,
-            landmarks=move(self.landmarks),
-            mask=move(self.mask),
-            features=move(self.features),
-        )
-
-
-def collate_raw(items: list[Item]) -> RawBatch:
-    lengths = [
-        len(item.landmarks if item.landmarks is not None else item.features) for item in items
-    ]
-    frames = max(lengths)
-    targets = torch.tensor([t for item in items for t in item.targets], dtype=torch.long)
-    target_lengths = torch.tensor([len(item.targets) for item in items], dtype=torch.long)
-    batch = RawBatch([item.id for item in items], torch.tensor(lengths), targets, target_lengths)
-    if items[0].landmarks is not None:
-        dtype = items[0].landmarks.dtype  # float16 shipped to a device, float32 on the CPU
-        batch.landmarks = torch.zeros(len(items), frames, LAYOUT.n_landmarks, 3, dtype=dtype)
-        batch.mask = torch.zeros(len(items), frames, LAYOUT.n_landmarks, dtype=torch.bool)
-        for row, item in enumerate(items):
-            batch.landmarks[row, : lengths[row]] = item.landmarks
-            batch.mask[row, : lengths[row]] = item.mask
-    else:
-        first = items[0].features
-        assert first is not None
-        batch.features = torch.zeros(len(items), frames, first.shape[-1], dtype=torch.half)
-        for row, item in enumerate(items):
-            batch.features[row, : lengths[row]] = item.features
-    return batch
-
-
-class Featurizer:
-    """RawBatch -> Batch on the batch's device: the dataset's own `ModelInput` derives and
-    normalizes there what the CPU path derives per sequence.
-
-    `compact`: the batch keeps only the derived columns (`Batch.columns`) instead of putting
-    them in place in the 6516-vector, for a model that reads those columns alone (a built-in
-    fusion, `models.fusion.reads_only`). With the face ignored that is 900 of 6516 values a
-    frame: widening took ~44 ms of a ~165 ms demo batch, and the 7x larger batch is paged into
-    the training process when the model reads it."""
-
-    shared_output = False  # True in a worker process: features are built in shared memory
-
-    def __init__(self, model_input: ModelInput, compact: bool = False) -> None:
-        self.model_input = model_input
-        self.compact = compact and not model_input.columns.full
-
-    def __call__(self, raw: RawBatch) -> Batch:
-        columns = None
-        if raw.landmarks is not None:
-            assert raw.mask is not None
-            values = self.model_input.derive(raw.landmarks, raw.mask, raw.lengths)
-            if self.compact:
-                features, columns = values, self.model_input.columns
-            else:
-                out = None
-                if self.shared_output and values.device.type == "cpu":
-                    out = shared_zeros((*values.shape[:-1], FEATURE_DIM), values.dtype)
-                features = self.model_input.columns.widen(values, out)
-        else:
-            assert raw.features is not None
-            features = self.model_input.stored(raw.features, raw.lengths)
-        return Batch(raw.ids, features, raw.lengths, raw.targets, raw.target_lengths, columns)
 
 
 Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)
