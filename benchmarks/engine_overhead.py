@@ -26,13 +26,13 @@ dataset, the next epoch's first ones during an epoch's end, setup and final chec
 as the steady state is between the first and last logged step) for `--run-steps` steps, against
 a bare loop fed by an ideal loader: batches ready in memory, a pool of every k-th batch the run
 trains on (`--pool`, the same mix of lengths) cycled for as many steps, once on one torch
-thread and once on every core, the faster pass counted. The loop's time per step is fitted against
-the batch's padded frames (a + b * frames, least squares over its pass) and summed over exactly
-the batches of the run's steady span: the ratio is that time over the run's own for the same
-steps. Target 0.98 or better. The runs alternate with the bare passes (`--run-rounds`), so both
-see the same machine. The same is done with the engine's own step on the pool (the engine's
-thread count): against it, the run's ratio is the data path's cost alone. Each pair's headline
-ratio is against the faster of the two loops; the headline is their median.
+thread and once on every core. The loop's time per step is fitted against the batch's padded
+frames (a + b * frames, least squares over its pass) and summed over exactly the batches of the
+run's steady span: the ratio is that time over the run's own for the same steps. The runs
+alternate with the reference passes (`--run-rounds`), so both see the same machine. The same is
+done with the engine's own step on the pool (the engine's thread count): against it, the run's
+ratio is the data path's cost alone. Each reference gets the median of its pair ratios; the
+headline is the lowest of those medians (the fastest reference). Target 0.98 or better.
 
 Numbers only: nothing here is asserted, and nothing runs it in the tests.
 """
@@ -275,10 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             profile_order = [i % len(batches) for i in range(args.profile_steps)]
             profile_engine(paths[1], batches, profile_order, 30)
         recorded = sink.events
-        full_runs, bare_runs, bare_models, step_models = [], [], [], []
-        bare_chosen: list[int] = []  # the thread count of each pair's faster bare pass
+        full_runs, bare_runs = [], []
         thread_counts = sorted({engine_threads, bare_threads})
-        # The reference: a bare loop over batches that are ready and resident (an ideal loader),
+        # The reference: a loop over batches that are ready and resident (an ideal loader),
         # a pool of every k-th of the batches the run trains on (the same mix of lengths),
         # cycled; its fitted time for the run's own steps is compared with the run's. Stepping
         # on all of the run's batches instead would keep them all alive (~7 GB of whole vectors
@@ -292,82 +291,93 @@ def main(argv: list[str] | None = None) -> int:
             del run_order
             print(
                 f"whole-run reference: {len(pool)} of the run's batches ({sum(b.frames for b in pool) / len(pool):.0f} "
-                f"frames a batch), cycled; the bare loop on each of {thread_counts} torch "
-                "thread(s) per pair, the faster pass counted",
+                f"frames a batch), cycled; the bare loop on {thread_counts} torch thread(s) "
+                f"and the engine's own step on {engine_threads}, every pair",
                 flush=True,
             )
         pool_order = [i % max(1, len(pool)) for i in range(run_steps)]
+
+        def reference_passes() -> dict[str, tuple[float, float]]:
+            """Each reference loop's fitted step time (seconds = a + b * padded frames)."""
+            models: dict[str, tuple[float, float]] = {}
+            # Every reference loop, each pair: which is fastest is decided over all pairs
+            # (below), not pair by pair, where the noise would pick the luckiest pass.
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                per_step: list[tuple[int, float]] = []
+                name = f"bare loop, {threads} thread(s)"
+                bare_runs.append((name, timed(paths[0], pool, pool_order, per_step)))
+                models[name] = step_time_model(per_step)
+            # The engine's own step on the same resident pool, on the engine's thread
+            # count: against it, the run's ratio is the data path's cost alone, whatever
+            # the difference between the bare step and the engine's.
+            torch.set_num_threads(engine_threads)
+            per_step = []
+            timed(paths[1], pool, pool_order, per_step)
+            models["engine's step"] = step_time_model(per_step)
+            return models
+
         for round_index in range(args.run_rounds if run_steps > 0 else 0):
             # Alternating which goes first, so a drift in the machine's speed hits both.
             bare_first = round_index % 2 == 1
-
-            def bare_pass() -> None:
-                # The loop's best here: one thread or every core, whichever is faster this time
-                # (a count picked once beforehand was, on this VM, sometimes 2x slower later).
-                passes = []
-                for threads in thread_counts:
-                    torch.set_num_threads(threads)
-                    per_step: list[tuple[int, float]] = []
-                    passes.append((timed(paths[0], pool, pool_order, per_step), per_step, threads))
-                timing, per_step, threads = min(passes, key=lambda p: p[0].wall)
-                bare_runs.append(timing)
-                bare_models.append(step_time_model(per_step))
-                bare_chosen.append(threads)
-                # The cross-check: the engine's own step on the same resident pool, on the
-                # engine's thread count. Against it the run's ratio is the data path's cost
-                # alone, whatever the difference between the bare and the engine's step.
-                torch.set_num_threads(engine_threads)
-                per_step = []
-                timed(paths[1], pool, pool_order, per_step)
-                step_models.append(step_time_model(per_step))
-
             if bare_first:
-                bare_pass()
+                models = reference_passes()
             full_runs.append(full_run(profile, data, run_steps, Path(tmp) / f"full{round_index}"))
             if not bare_first:
-                bare_pass()
-            first, last, engine_seconds = full_runs[-1]["window"]
-            intercept, slope = bare_models[-1]
-            # The bare loop's time for exactly the run's steps first+1..last: its per-step time
+                models = reference_passes()
+            run = full_runs[-1]
+            first, last, engine_seconds = run["window"]
+            # Each loop's time for exactly the run's steps first+1..last: its per-step time
             # against padded frames, fitted on its pool pass, summed over those batches.
-            bare_seconds = sum(intercept + slope * size for size in run_sizes[first:last])
-            full_runs[-1]["ratio"] = bare_seconds / engine_seconds
-            step_intercept, step_slope = step_models[-1]
-            step_seconds = sum(step_intercept + step_slope * n for n in run_sizes[first:last])
-            full_runs[-1]["data_ratio"] = step_seconds / engine_seconds
-            # The reference is the faster of the two loops fed by the ideal loader: in this
-            # process the bare loop's step has run up to ~20% slower than the engine's own on
-            # the same batches (unexplained), and a slow reference would flatter the run.
-            full_runs[-1]["headline"] = min(full_runs[-1]["ratio"], full_runs[-1]["data_ratio"])
+            seconds = {
+                name: sum(a + b * size for size in run_sizes[first:last])
+                for name, (a, b) in models.items()
+            }
+            run["ratios"] = {name: value / engine_seconds for name, value in seconds.items()}
             # Where the run's time went: its steps themselves (against the same steps on the
             # pool: > 1 when a step ran slower beside the loader worker), waiting for batches,
             # and the rest of the loop (callbacks between steps, epoch ends).
-            in_steps = sum(full_runs[-1]["step_seconds"])
-            waited = full_runs[-1]["data_wait"]
-            full_runs[-1]["step_slowdown"] = in_steps / step_seconds
-            full_runs[-1]["outside_share"] = (engine_seconds - in_steps) / engine_seconds
-            full_runs[-1]["wait_share"] = waited / engine_seconds
+            in_steps = sum(run["step_seconds"])
+            waited = run["data_wait"]
+            run["step_slowdown"] = in_steps / seconds["engine's step"]
+            run["outside_share"] = (engine_seconds - in_steps) / engine_seconds
+            run["wait_share"] = waited / engine_seconds
+            compared = ", ".join(
+                f"{name} {value:.2f} s ({(last - first) / value:.2f} steps/s, ratio "
+                f"{run['ratios'][name]:.3f})"
+                for name, value in seconds.items()
+            )
             print(
                 f"  whole run {round_index + 1}: engine.run() steps {first + 1}-{last} in "
-                f"{engine_seconds:.2f} s ({full_runs[-1]['steady']:.2f} steps/s); the bare loop "
-                f"(ideal loader) on those batches {bare_seconds:.2f} s ({(last - first) / bare_seconds:.2f} "
-                f"steps/s; {intercept * 1e3:.0f} ms + {slope * 1e6:.1f} us a padded frame, "
-                f"{bare_chosen[-1]} thread(s)); "
-                f"ratio {full_runs[-1]['ratio']:.3f}; the engine's step on the pool "
-                f"{step_seconds:.2f} s, ratio {full_runs[-1]['data_ratio']:.3f}\n"
-                f"      in the run: steps {in_steps:.2f} s ({full_runs[-1]['step_slowdown']:.3f}x "
+                f"{engine_seconds:.2f} s ({run['steady']:.2f} steps/s); on the resident pool: "
+                f"{compared}\n"
+                f"      in the run: steps {in_steps:.2f} s ({run['step_slowdown']:.3f}x "
                 f"the same steps on the pool), waiting for batches {waited:.3f} s, the rest of "
                 f"the loop {engine_seconds - in_steps - waited:.3f} s",
                 flush=True,
             )
         full = None
         if full_runs:
-            whole_ratios = [f["headline"] for f in full_runs]
             full = dict(full_runs[len(full_runs) // 2])
-            full["ratio"] = statistics.median(whole_ratios)
-            full["ratios"] = whole_ratios
-            full["bare"] = statistics.median(run_steps / b.wall for b in bare_runs)
-            full["bare_fps"] = statistics.median(b.frames / b.wall for b in bare_runs)
+            # Per reference loop, the median of its pair ratios; the headline is against the
+            # reference that came out fastest (the lowest median). Taking the fastest loop pair
+            # by pair instead picks the noise: with three references each within ~5% from pass
+            # to pass, it ran ~4% under every single reference's median (2026-12-02 13:04:
+            # 0.969 against 1.010 and 1.012). That figure is still printed, as a floor.
+            medians = {
+                name: statistics.median(r["ratios"][name] for r in full_runs)
+                for name in full_runs[0]["ratios"]
+            }
+            full["reference"] = min(medians, key=medians.get)
+            full["medians"] = medians
+            full["ratio"] = medians[full["reference"]]
+            full["pair_ratios"] = [r["ratios"][full["reference"]] for r in full_runs]
+            full["floor"] = statistics.median(min(r["ratios"].values()) for r in full_runs)
+            # The table's bare row: the bare loop's faster thread count over all pairs.
+            bare_name = min((n for n in medians if n.startswith("bare")), key=medians.get)
+            passes = [t for name, t in bare_runs if name == bare_name]
+            full["bare"] = statistics.median(run_steps / t.wall for t in passes)
+            full["bare_fps"] = statistics.median(t.frames / t.wall for t in passes)
         engine._close()
 
     def median(name: str, value) -> float:
@@ -404,23 +414,28 @@ def main(argv: list[str] | None = None) -> int:
         for label, rate, fps, versus in (
             ("bare, pool of the run", full["bare"], f"{full['bare_fps']:.0f}", 1.0),
             ("engine.run() steady", full["steady"], f"{full['steady_fps']:.0f}", full["ratio"]),
-            # (its ratio: the headline, against the faster loop per pair, not this table's row)
+            # (its ratio: the headline, against the fastest reference loop)
             ("engine.run() overall", full["overall"], "", None),
         ):
             shown = "" if versus is None else f"{versus:.3f}"
             print(f"{label:<22}{rate:>9.2f}{'':>8}{fps:>10}{'':>26}{shown:>8}")
     print()
     if full is not None:
-        ratios = full["ratios"]
+        ratios = full["pair_ratios"]
         print(
-            f"HEADLINE whole run, data included / the faster loop fed by an ideal loader (bare "
-            f"loop or the engine's own step, per pair) = {full['ratio']:.3f} (median of "
-            f"{len(ratios)} alternating pairs, min {min(ratios):.3f}, max {max(ratios):.3f}); "
+            f"HEADLINE whole run, data included / the fastest loop fed by an ideal loader "
+            f"({full['reference']}) = {full['ratio']:.3f} (median of {len(ratios)} alternating "
+            f"pairs, min {min(ratios):.3f}, max {max(ratios):.3f}); "
             f"target >= 0.98: {'met' if full['ratio'] >= 0.98 else 'NOT met'}"
         )
+        for name, value in full["medians"].items():
+            values = ", ".join(f"{r['ratios'][name]:.3f}" for r in full_runs)
+            print(f"  whole run / {name} on the resident pool: {value:.3f} (median; {values})")
+        print(
+            f"  whole run / whichever reference was fastest in each pair: {full['floor']:.3f} "
+            "(median; a floor: the per-pair pick favours the luckiest pass)"
+        )
         for label, key in (
-            ("whole run / the bare loop on the resident pool", "ratio"),
-            ("whole run / the engine's own step on the resident pool", "data_ratio"),
             (
                 "the run's steps / the same steps on the pool (the step beside the loader)",
                 "step_slowdown",

@@ -208,6 +208,31 @@ def test_ctc_infeasible_sequences_are_reported(small_profile, small_data, runs_d
     assert all(math.isfinite(e.loss) for e in seen if isinstance(e, StepLogged))
 
 
+def test_ctc_needs_one_blank_between_repeated_labels_of_the_same_sample_only() -> None:
+    from signconsole.engine.losses import ctc_min_lengths
+
+    # "abb", "b", "ccc", "": the b that ends the first sample and the b of the second are
+    # neighbours in the concatenated targets but belong to different samples.
+    targets = torch.tensor([1, 2, 2, 2, 3, 3, 3])
+    lengths = torch.tensor([3, 1, 3, 0])
+    assert ctc_min_lengths(targets, lengths).tolist() == [4, 1, 5, 0]
+
+
+def test_ctc_loss_leaves_out_exactly_the_samples_too_short_to_align() -> None:
+    from signconsole.engine.losses import ctc_loss
+    from signconsole.models.contract import ModelOutput
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 4)
+    targets, target_lengths = torch.tensor([1, 2, 2, 1, 2, 2]), torch.tensor([3, 3])
+    # "abb" needs 4 frames: the first sample has them, the second only 3.
+    loss = ctc_loss(ModelOutput(logits, torch.tensor([4, 3]), None), targets, target_lengths)
+    alone = torch.nn.functional.ctc_loss(
+        logits[:1].log_softmax(-1).transpose(0, 1), targets[:3], [4], [3], reduction="sum"
+    )
+    assert torch.isfinite(loss) and torch.allclose(loss, alone / 3)
+
+
 def test_doctor_flags_ctc_infeasible_lengths(small_profile, small_data) -> None:
     from signconsole.engine.doctor import _ctc_lengths
 

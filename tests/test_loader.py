@@ -308,6 +308,36 @@ def test_a_worker_process_frees_the_batches_it_returned_after_the_training_loop_
     assert held == KEPT_BATCHES + 1, f"the worker holds {held} batches"
 
 
+@pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
+@pytest.mark.parametrize("compact", [False, True])
+def test_a_batch_crosses_from_a_worker_process_as_one_shared_memory_file(
+    spelled_data, compact
+) -> None:
+    """Only the features travel in shared memory; lengths, targets and the columns go by value
+    in the pipe (each shared tensor costs the training process a descriptor fetched over a
+    socket and a mapping). The batches are the same as those prepared in this thread."""
+    train = spelled_data.train
+    assert not train.model_input.columns.full, "the profile ignores the face"
+    batches = epoch_batches(train, 0) + epoch_batches(train, 1)
+    workers = LoaderWorkers(train, "cpu", 1, "processes", compact=compact)
+    reference = list(batch_stream(train, batches[:3], "cpu", workers=0, compact=compact))
+    for batch, expected in zip(workers.stream(batches, 0), reference, strict=False):
+        assert type(batch.lengths) is torch.Tensor and batch.targets.dtype == torch.long
+        assert torch.equal(batch.lengths, expected.lengths)
+        assert torch.equal(batch.targets, expected.targets)
+        assert torch.equal(batch.target_lengths, expected.target_lengths)
+        assert torch.equal(batch.features, expected.features)
+        assert (batch.columns is None) == (not compact)
+        if compact:
+            assert torch.equal(batch.columns.index, expected.columns.index)
+    for _ in workers.stream(batches, 0):
+        pass
+    (pid,) = workers._pool._processes
+    held = shared_batches_held(pid, 0)
+    workers.close()
+    assert held == KEPT_BATCHES + 1, f"the worker holds {held} shared-memory files"
+
+
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:
     """The CUDA path (landmarks shipped, features derived in the batch) run on the CPU."""
     train = spelled_data.train

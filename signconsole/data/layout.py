@@ -243,6 +243,11 @@ class Columns:
                 start = position
         return runs
 
+    def __reduce__(self):
+        # By value (a few KB): a loader worker returns the columns with every compact batch,
+        # and pickled as tensors each would cross as a shared-memory file (data/loader.py).
+        return (_columns_from_arrays, (self.landmarks.numpy(), self.index.numpy(), self.full))
+
     def widen(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """[..., C] values -> [..., 6516] with zeros in the skipped columns (written into `out`
         when given, whose skipped columns must be zeros already)."""
@@ -258,6 +263,10 @@ class Columns:
         if self.full:
             return wide
         return torch.cat([wide[..., first:end] for first, end, _ in self.runs], dim=-1)
+
+
+def _columns_from_arrays(landmarks, index, full: bool) -> Columns:
+    return Columns(torch.from_numpy(landmarks), torch.from_numpy(index), full)
 
 
 _VECTOR_ORDER = torch.cat(
