@@ -126,6 +126,40 @@ def test_features_of_a_real_clip_follow_the_documented_formula() -> None:
     torch.testing.assert_close(centre, torch.zeros_like(centre), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(
+    "left_out",
+    [
+        ("face",),  # what a speller leaves out for a profile that ignores the face
+        ("face", "left_hand"),  # and more than the columns skip
+        ("pose",),  # the shoulders too: no body frame, the relative block is invalid
+    ],
+)
+@pytest.mark.parametrize("coordinates", ["raw", "shoulder"])
+def test_landmarks_given_by_id_derive_as_if_the_rest_were_not_detected(
+    left_out, coordinates
+) -> None:
+    """A sequence that holds only some of the 543 landmarks (`landmark_ids`) derives exactly
+    the features of the same sequence widened to 543 with the others missing."""
+    sequence = read_sequence(lexicon_clip("D"))
+    landmarks, mask = torch.from_numpy(sequence.landmarks), torch.from_numpy(sequence.mask)
+    groups = LAYOUT.landmark_groups()
+    dropped = torch.zeros(543, dtype=torch.bool)
+    for group in left_out:
+        dropped[groups[group]] = True
+    ids = torch.arange(543)[~dropped]
+    widened_landmarks, widened_mask = landmarks.clone(), mask.clone()
+    widened_landmarks[:, dropped], widened_mask[:, dropped] = 0.0, False
+    for columns in (LAYOUT.columns(("face",)), LAYOUT.columns()):
+        expected = LAYOUT.features_with_validity(
+            widened_landmarks, widened_mask, coordinates, columns
+        )
+        given = LAYOUT.features_with_validity(
+            landmarks[:, ids], mask[:, ids], coordinates, columns, landmark_ids=ids
+        )
+        torch.testing.assert_close(given[0], expected[0], rtol=0, atol=0)
+        assert torch.equal(given[1], expected[1])
+
+
 # ------------------------------------------------------------------------- normalization
 
 

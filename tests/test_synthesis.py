@@ -109,8 +109,14 @@ def test_an_ignored_face_is_never_derived_and_the_model_sees_the_same_input(spel
     item = train.training_item(3)
     assert item.columns is not None and item.features.shape[1] == 6516 - 4 * 1404
     raw = train.raw_item(3)
-    assert not raw.mask[:, LAYOUT.face_landmarks].any()  # the face is not rendered
-    full, valid = LAYOUT.features_with_validity(raw.landmarks, raw.mask, train.coordinates)
+    # The face is not rendered: the item holds the other 75 landmarks only, never widened.
+    face = set(range(LAYOUT.face_landmarks.start, LAYOUT.face_landmarks.stop))
+    assert raw.landmark_ids is not None and not face & set(raw.landmark_ids.tolist())
+    assert raw.landmarks.shape[1] == raw.mask.shape[1] == len(raw.landmark_ids) == 543 - len(face)
+    landmarks = torch.zeros(len(raw.landmarks), 543, 3, dtype=raw.landmarks.dtype)
+    mask = torch.zeros(len(raw.landmarks), 543, dtype=torch.bool)
+    landmarks[:, raw.landmark_ids], mask[:, raw.landmark_ids] = raw.landmarks, raw.mask
+    full, valid = LAYOUT.features_with_validity(landmarks, mask, train.coordinates)
     expected = normalize(full, valid, train.normalization, train.stats)
     batch = collate([item])
     torch.testing.assert_close(batch.features[0], expected)

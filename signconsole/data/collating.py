@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from signconsole.data.dataset import Batch, Item
-from signconsole.data.layout import FEATURE_DIM, LAYOUT
+from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.model_input import ModelInput
 
 
@@ -38,9 +38,10 @@ class RawBatch:
     lengths: torch.Tensor  # [B] int64
     targets: torch.Tensor  # CTC concatenated form
     target_lengths: torch.Tensor  # [B]
-    landmarks: torch.Tensor | None = None  # [B, T, 543, 3]
-    mask: torch.Tensor | None = None  # [B, T, 543] bool, False on padding
+    landmarks: torch.Tensor | None = None  # [B, T, 543 or len(landmark_ids), 3]
+    mask: torch.Tensor | None = None  # [B, T, 543 or len(landmark_ids)] bool, False on padding
     features: torch.Tensor | None = None  # [B, T, F] float16, precomputed files
+    landmark_ids: torch.Tensor | None = None  # landmarks holds only these of the 543 (None: all)
 
     def pin_memory(self) -> RawBatch:
         def pin(tensor: torch.Tensor | None) -> torch.Tensor | None:
@@ -71,9 +72,14 @@ def collate_raw(items: list[Item]) -> RawBatch:
     target_lengths = torch.tensor([len(item.targets) for item in items], dtype=torch.long)
     batch = RawBatch([item.id for item in items], torch.tensor(lengths), targets, target_lengths)
     if items[0].landmarks is not None:
-        dtype = items[0].landmarks.dtype  # float16 shipped to a device, float32 on the CPU
-        batch.landmarks = torch.zeros(len(items), frames, LAYOUT.n_landmarks, 3, dtype=dtype)
-        batch.mask = torch.zeros(len(items), frames, LAYOUT.n_landmarks, dtype=torch.bool)
+        first = items[0]
+        batch.landmark_ids = first.landmark_ids
+        if any(not _same_landmarks(item.landmark_ids, first.landmark_ids) for item in items):
+            raise ValueError("a batch mixes items that hold different sets of landmarks")
+        dtype = first.landmarks.dtype  # float16 shipped to a device, float32 on the CPU
+        width = first.landmarks.shape[1]
+        batch.landmarks = torch.zeros(len(items), frames, width, 3, dtype=dtype)
+        batch.mask = torch.zeros(len(items), frames, width, dtype=torch.bool)
         for row, item in enumerate(items):
             batch.landmarks[row, : lengths[row]] = item.landmarks
             batch.mask[row, : lengths[row]] = item.mask
@@ -84,6 +90,12 @@ def collate_raw(items: list[Item]) -> RawBatch:
         for row, item in enumerate(items):
             batch.features[row, : lengths[row]] = item.features
     return batch
+
+
+def _same_landmarks(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or torch.equal(a, b)
 
 
 class Featurizer:
@@ -106,7 +118,7 @@ class Featurizer:
         columns = None
         if raw.landmarks is not None:
             assert raw.mask is not None
-            values = self.model_input.derive(raw.landmarks, raw.mask, raw.lengths)
+            values = self.model_input.derive(raw.landmarks, raw.mask, raw.lengths, raw.landmark_ids)
             if self.compact:
                 features, columns = values, self.model_input.columns
             else:

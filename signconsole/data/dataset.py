@@ -38,6 +38,7 @@ class Item:
     landmarks: torch.Tensor | None = None  # raw items: [T, 543, 3] float16
     mask: torch.Tensor | None = None  # raw items: [T, 543] bool
     columns: Columns | None = None  # features holds only these columns of the vector
+    landmark_ids: torch.Tensor | None = None  # landmarks holds only these of the 543 (None: all)
 
 
 @dataclass
@@ -192,7 +193,7 @@ class SequenceDataset(Dataset):
             assert item.features is not None
             return Item(item.id, model_input.stored(item.features), item.targets)
         assert item.mask is not None
-        features = model_input.derive(item.landmarks, item.mask)
+        features = model_input.derive(item.landmarks, item.mask, landmark_ids=item.landmark_ids)
         columns = None if model_input.columns.full else model_input.columns
         return Item(item.id, features, item.targets, columns=columns)
 
@@ -206,12 +207,14 @@ class SequenceDataset(Dataset):
         """`training_item` before features are derived: landmarks [T, 543, 3] and mask
         (augmented or synthesized for `epoch`, default the dataset's; float16 when `shipped` to
         a device), or stored precomputed features as they are held (float16, not normalized).
+        A speller that leaves the face out gives only the landmarks it renders (`Item.landmark_ids`).
         Loader workers pass the epoch of their batch: nothing shared is changed."""
         epoch = self.epoch if epoch is None else epoch
         if synthesized and self.synthesis is not None:
             glosses, landmarks, mask = self.synthesis.sample(index, epoch)
             targets = self.vocabulary.encode(list(glosses))
-            return Item(f"synth-e{epoch}-{index:06d}", None, targets, landmarks, mask)
+            kept = self.synthesis.landmark_ids
+            return Item(f"synth-e{epoch}-{index:06d}", None, targets, landmarks, mask, None, kept)
         raw = self._raw(index)
         entry_id, targets = self.entries[index].id, self.targets[index]
         if len(raw) == 1:

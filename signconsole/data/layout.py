@@ -154,25 +154,35 @@ class FeatureLayout:
         mask: torch.Tensor,
         coordinates: str = "raw",
         columns: Columns | None = None,
+        landmark_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and a same-shaped bool tensor: True where the value rests on detected
         landmarks. Normalization uses it so missing values neither skew statistics nor move.
-        With `columns`, only those columns ([..., T, len(columns.index)], in vector order)."""
+        With `columns`, only those columns ([..., T, len(columns.index)], in vector order).
+        With `landmark_ids` (indices into the 543), `landmarks` and `mask` hold only those
+        landmarks, in that order: a speller that leaves the face out never widens its sequences
+        to 543."""
         if coordinates not in COORDINATE_SYSTEMS:
             raise ValueError(
                 f"coordinates must be one of {COORDINATE_SYSTEMS}, got {coordinates!r}"
             )
         columns = columns or ALL_COLUMNS
-        shoulders = landmarks[..., [LEFT_SHOULDER, RIGHT_SHOULDER], :].float()  # [..., T, 2, 3]
-        shoulders_present = mask[..., LEFT_SHOULDER].bool() & mask[..., RIGHT_SHOULDER].bool()
+        order, (left, right), lacking = _positions(columns, landmark_ids)
+        shoulders = landmarks[..., [left, right], :].float()  # [..., T, 2, 3]
+        shoulders_present = mask[..., left].bool() & mask[..., right].bool()
+        if lacking is not None and bool(lacking[-2:].any()):  # as a widened input's zeros
+            shoulders = shoulders * ~lacking[-2:, None].to(shoulders.device)
+            shoulders_present = torch.zeros_like(shoulders_present)
         centre = shoulders.mean(dim=-2)  # [..., T, 3]
         width = (shoulders[..., 0, :2] - shoulders[..., 1, :2]).norm(dim=-1)
         # A frame without both shoulders has no body frame: keep it finite, the mask decides.
         width = torch.where(shoulders_present & (width > 1e-6), width, torch.ones_like(width))
 
         # Landmark order (pose, face, hands) -> vector order (pose, hands, face), kept ones only.
-        order = columns.landmarks.to(landmarks.device)
+        order = order.to(landmarks.device)
         points, present = landmarks[..., order, :].float(), mask[..., order].bool()
+        if lacking is not None:
+            present &= ~lacking[:-2].to(present.device)
         body = (points - centre[..., None, :]) / width[..., None, None]
         if coordinates == "shoulder":
             points = body
@@ -263,6 +273,24 @@ class Columns:
         if self.full:
             return wide
         return torch.cat([wide[..., first:end] for first, end, _ in self.runs], dim=-1)
+
+
+def _positions(
+    columns: Columns, landmark_ids: torch.Tensor | None
+) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+    """Where the landmarks a derivation reads sit in its input: the columns' landmarks (in
+    vector order) and the two shoulders, as indices into the 543 or, with `landmark_ids`, into
+    those. A landmark they lack was not detected, as a widened input would say: its index is
+    clamped to 0 and the third value, the lacking ones (None: none), masks it out."""
+    if landmark_ids is None:
+        return columns.landmarks, [LEFT_SHOULDER, RIGHT_SHOULDER], None
+    lookup = torch.full((N_LANDMARKS,), -1, dtype=torch.long)
+    lookup[landmark_ids.cpu().long()] = torch.arange(len(landmark_ids))
+    order, shoulders = lookup[columns.landmarks], lookup[[LEFT_SHOULDER, RIGHT_SHOULDER]]
+    lacking = torch.cat([order, shoulders]) < 0
+    if not bool(lacking.any()):
+        return order, shoulders.tolist(), None
+    return order.clamp(min=0), shoulders.clamp(min=0).tolist(), lacking
 
 
 def _columns_from_arrays(landmarks, index, full: bool) -> Columns:

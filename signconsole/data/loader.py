@@ -124,24 +124,32 @@ def _prepare_in_worker(epoch: int, indices: list[int]) -> object:
     return _small_by_value(prepared)
 
 
-# A batch's tensors of a few hundred bytes. Pickled as tensors, each would cross to the training
-# process as a shared-memory file of its own, whose descriptor that process then fetches from the
-# worker over a socket (multiprocessing's resource sharer) and maps: 2.6-3.5 ms of its CPU a
-# batch for five of them, against bytes in the result pipe. (benchmarks/README.md, 2026-12-02 14:20)
-SMALL_FIELDS = ("lengths", "targets", "target_lengths")
+# A batch's tensors of a few hundred bytes (`landmark_ids`: which landmarks a raw batch holds, or None).
+# Pickled as tensors, each would cross to the training process as a shared-memory file of its
+# own, whose descriptor that process then fetches from the worker over a socket
+# (multiprocessing's resource sharer) and maps: 2.6-3.5 ms of its CPU a batch for five of them,
+# against bytes in the result pipe (benchmarks/README.md, 2026-12-02 14:00).
+SMALL_FIELDS = ("lengths", "targets", "target_lengths", "landmark_ids")
 
 
 def _small_by_value(prepared: RawBatch | Batch) -> RawBatch | Batch:
     """The batch a worker returns: its small tensors as numpy arrays, which pickle by value."""
-    return replace(prepared, **{name: getattr(prepared, name).numpy() for name in SMALL_FIELDS})
+    return replace(prepared, **_converted(prepared, torch.Tensor, torch.Tensor.numpy))
 
 
 def _small_as_tensors(prepared: RawBatch | Batch) -> RawBatch | Batch:
     """`_small_by_value` undone in the training process (no copy: the arrays are its own)."""
-    arrays = {name: getattr(prepared, name) for name in SMALL_FIELDS}
-    if not any(isinstance(value, np.ndarray) for value in arrays.values()):
-        return prepared
-    return replace(prepared, **{name: torch.from_numpy(a) for name, a in arrays.items()})
+    arrays = _converted(prepared, np.ndarray, torch.from_numpy)
+    return replace(prepared, **arrays) if arrays else prepared
+
+
+def _converted(prepared: object, kind: type, convert: Callable) -> dict[str, object]:
+    fields = (getattr(prepared, name, None) for name in SMALL_FIELDS)
+    return {
+        name: convert(value)
+        for name, value in zip(SMALL_FIELDS, fields, strict=True)
+        if isinstance(value, kind)
+    }
 
 
 Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)

@@ -36,12 +36,16 @@ class ModelInput:
         return self._stats[key]
 
     def derive(
-        self, landmarks: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None
+        self,
+        landmarks: torch.Tensor,
+        mask: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        landmark_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalized values of `self.columns` from [T, 543, 3] landmarks and [T, 543] mask, or
-        a padded batch of them with its `lengths`."""
+        a padded batch of them with its `lengths`; with `landmark_ids`, only those of the 543."""
         values, valid = LAYOUT.features_with_validity(
-            landmarks, mask, self.coordinates, self.columns
+            landmarks, mask, self.coordinates, self.columns, landmark_ids
         )
         return self._normalize(
             values, valid, self._stats_on(values.device, columns_only=True), lengths, inplace=True

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
-from signconsole.data.layout import N_LANDMARKS
 from signconsole.data.lexicon import clip_bank, load_alphabet
 from signconsole.data.spelling import CORPUS_VARIATION, render
 
@@ -36,7 +35,7 @@ EDGE_FRAMES = 6.0  # the kept first raise and last lower, beyond the letters' ow
 
 
 class Speller:
-    """Renders slot `index` of epoch `epoch`: (glosses, landmarks [T, 543, 3] float16, mask)."""
+    """Renders slot `index` of epoch `epoch`: (glosses, landmarks [T, K, 3] float16, mask)."""
 
     def __init__(
         self,
@@ -69,9 +68,8 @@ class Speller:
             rng.choice(lengths, size=slots, p=counts / counts.sum()),
         )
         self.frames_per_letter = frames_per_letter
-        # (first, end, first bank column) of each run of consecutive landmarks the bank keeps,
-        # set when it leaves some out
-        self._bank_runs: list[tuple[int, int, int]] | None = None
+        # The landmarks (of the 543) a sample holds, when the bank leaves some out; None: all.
+        self.landmark_ids: torch.Tensor | None = None
 
     def _rng(self, *stream: int) -> np.random.Generator:
         # crc32, not hash(): Python salts str hashes per process.
@@ -97,29 +95,16 @@ class Speller:
         return word  # a tiny alphabet whose every string is held out: nothing better exists
 
     def sample(self, index: int, epoch: int) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+        """(glosses, landmarks [T, K, 3] float16, mask [T, K]): K = 543, or the `landmark_ids` the
+        bank keeps. A left-out face stays left out: widening every sequence to 543 (zeros for
+        the face) was ~10% of a worker's batch, and 7x the landmarks shipped to a GPU."""
         rng = self._rng(1, epoch, index)
         glosses = self.glosses(index, rng)
         landmarks, mask = render(glosses, self.bank, rng, self.variation)
-        if self._bank_runs is None:
-            landmarks = torch.from_numpy(landmarks.astype(np.float16))
-            return glosses, landmarks, torch.from_numpy(mask)
-        # The left-out face: not detected. Copied by contiguous runs (pose, then both hands),
-        # converting to float16 as it goes: an indexed copy of a float16 copy took ~3x as long.
-        full = torch.zeros((len(landmarks), N_LANDMARKS, 3), dtype=torch.float16)
-        full_mask = torch.zeros((len(landmarks), N_LANDMARKS), dtype=torch.bool)
-        points, present = torch.from_numpy(landmarks), torch.from_numpy(mask)
-        for first, end, source in self._bank_runs:
-            full[:, first:end] = points[:, source : source + end - first]
-            full_mask[:, first:end] = present[:, source : source + end - first]
-        return glosses, full, full_mask
+        return glosses, torch.from_numpy(landmarks.astype(np.float16)), torch.from_numpy(mask)
 
     def leave_out_face(self) -> None:
         """Render without the face from now on: the profile ignores it (`data.ignore`)."""
         self.bank = self.bank.without_face()
         assert self.bank.landmark_index is not None
-        index = self.bank.landmark_index.tolist()
-        starts = [k for k in range(len(index)) if k == 0 or index[k] != index[k - 1] + 1]
-        self._bank_runs = [
-            (index[start], index[start] + (end - start), start)
-            for start, end in zip(starts, [*starts[1:], len(index)], strict=True)
-        ]
+        self.landmark_ids = torch.from_numpy(np.asarray(self.bank.landmark_index, dtype=np.int64))
