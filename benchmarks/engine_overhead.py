@@ -55,12 +55,10 @@ tune_process()
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
-import dataclasses  # noqa: E402
 import math  # noqa: E402
 import pstats  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -75,6 +73,7 @@ from training_paths import (  # noqa: E402  (next to this file; console_overhead
     collate_batches,
     data_loading_seconds,
     engine_batches,
+    full_run,
     load,
     padded_frames,
     run_batches,
@@ -85,7 +84,6 @@ from training_paths import (  # noqa: E402  (next to this file; console_overhead
 from signconsole.data.dataset import Batch  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.loader import resolve_loader  # noqa: E402
-from signconsole.data.prepare import PreparedData  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
 from signconsole.events import EventBus  # noqa: E402
 from signconsole.models.fusion import skip_zero_columns  # noqa: E402
@@ -96,63 +94,6 @@ DEFAULT_STEPS = {"student": 20, "bilstm": 50}
 DEFAULT_RUN_STEPS = {"student": 120, "bilstm": 300}  # the full Engine.run(): 30-60 s
 
 __all__ = ["BarePath", "EnginePath", "COMMON", "MODELS", "PROFILE", "engine_batches", "load"]
-
-
-class StepTimedEngine(Engine):
-    """The engine as it is, plus the time each `take_step` took (forward, backward, optimizer
-    step, callbacks): what is left of the run's time is the data path and the loop around it."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.step_seconds: list[float] = []
-        self.waited: list[float] = []  # `data_wait` (seconds waiting for batches) after each step
-
-    def take_step(self, batches) -> None:
-        started = time.perf_counter()
-        super().take_step(batches)
-        self.step_seconds.append(time.perf_counter() - started)
-        self.waited.append(self.data_wait)
-
-
-def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[str, float]:
-    """The whole `Engine.run()` for `steps` steps: DataLoader and collate included."""
-    profile = dataclasses.replace(
-        profile, training=dataclasses.replace(profile.training, max_steps=steps)
-    )
-    bus = EventBus()
-    sink = ConsoleSink()
-    bus.subscribe(sink)
-    start = time.perf_counter()
-    # freeze_gc as `signconsole run` and the console set it: the objects setup made are not
-    # rescanned by every full collection (one took 238 ms in this process).
-    engine = StepTimedEngine(profile, bus, runs_dir=runs_dir, data=data, freeze_gc=True)
-    result = engine.run()
-    wall = time.perf_counter() - start
-    # Steady state: between the first and the last StepLogged (setup and the final checkpoint
-    # left out), from the events' own timestamps.
-    (first_step, first_time, _), (last_step, last_time, _) = sink.logged[0], sink.logged[-1]
-    steady = (last_step - first_step) / max(last_time - first_time, 1e-9)
-    # Frames/s over the same span, from the engine's own per-window frames/s (each window ends at
-    # its StepLogged): frames trained between the first and the last StepLogged / that time.
-    frames = sum(
-        fps * (time_ - previous)
-        for (_, previous, _), (_, time_, fps) in zip(sink.logged, sink.logged[1:], strict=False)
-    )
-    steady_fps = frames / max(last_time - first_time, 1e-9)
-    return {
-        "window": (first_step, last_step, last_time - first_time),
-        # Each step's own time (steps first+1..last: a StepLogged closes its step), and what
-        # the loop spent waiting for batches over the same steps (`Engine.data_wait`).
-        "step_seconds": engine.step_seconds[first_step:last_step],
-        "data_wait": engine.waited[last_step - 1] - engine.waited[first_step - 1],
-        "steps": result.steps,
-        "wall": wall,
-        "overall": result.steps / wall,
-        "steady": steady,
-        "steady_fps": steady_fps,
-        "events": sink.events,
-        "sink_errors": len(bus.sink_errors),
-    }
 
 
 def profile_engine(engine_path: EnginePath, batches, order, top: int) -> None:

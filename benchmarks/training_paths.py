@@ -1,12 +1,14 @@
 """What the training benchmarks share: the demo profile and its variants, the two training paths
 stepped on the same batches (a bare PyTorch loop and the real engine's per-batch body), how a
-pass is timed, and the batches the engine's sampler draws.
+pass is timed, the whole `Engine.run()` timed step by step, and the batches the engine's sampler
+draws.
 
 Import it after `signconsole.runtime.tune_process()`: it imports torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from signconsole.data.loader import batch_stream
 from signconsole.data.prepare import PreparedData, prepare_data
 from signconsole.engine.setup import make_sampler
 from signconsole.engine.trainer import Engine
-from signconsole.events import Event, StepLogged
+from signconsole.events import Event, EventBus, StepLogged
 from signconsole.profile import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +150,64 @@ def step_time_model(per_step: list[tuple[int, float]]) -> tuple[float, float]:
     spread = sum((x - mean_x) ** 2 for x, _ in per_step)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in per_step) / spread if spread else 0.0
     return mean_y - slope * mean_x, slope
+
+
+# -------------------------------------------------------------------------------- whole run
+class StepTimedEngine(Engine):
+    """The engine as it is, plus the time each `take_step` took (forward, backward, optimizer
+    step, callbacks): what is left of the run's time is the data path and the loop around it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_seconds: list[float] = []
+        self.waited: list[float] = []  # `data_wait` (seconds waiting for batches) after each step
+
+    def take_step(self, batches) -> None:
+        started = time.perf_counter()
+        super().take_step(batches)
+        self.step_seconds.append(time.perf_counter() - started)
+        self.waited.append(self.data_wait)
+
+
+def full_run(profile, data: PreparedData, steps: int, runs_dir: Path) -> dict[str, float]:
+    """The whole `Engine.run()` for `steps` steps: DataLoader and collate included."""
+    profile = dataclasses.replace(
+        profile, training=dataclasses.replace(profile.training, max_steps=steps)
+    )
+    bus = EventBus()
+    sink = ConsoleSink()
+    bus.subscribe(sink)
+    start = time.perf_counter()
+    # freeze_gc as `signconsole run` and the console set it: the objects setup made are not
+    # rescanned by every full collection (one took 238 ms in this process).
+    engine = StepTimedEngine(profile, bus, runs_dir=runs_dir, data=data, freeze_gc=True)
+    result = engine.run()
+    wall = time.perf_counter() - start
+    # Steady state: between the first and the last StepLogged (setup and the final checkpoint
+    # left out), from the events' own timestamps.
+    (first_step, first_time, _), (last_step, last_time, _) = sink.logged[0], sink.logged[-1]
+    steady = (last_step - first_step) / max(last_time - first_time, 1e-9)
+    # Frames/s over the same span, from the engine's own per-window frames/s (each window ends at
+    # its StepLogged): frames trained between the first and the last StepLogged / that time.
+    frames = sum(
+        fps * (time_ - previous)
+        for (_, previous, _), (_, time_, fps) in zip(sink.logged, sink.logged[1:], strict=False)
+    )
+    steady_fps = frames / max(last_time - first_time, 1e-9)
+    return {
+        "window": (first_step, last_step, last_time - first_time),
+        # Each step's own time (steps first+1..last: a StepLogged closes its step), and what
+        # the loop spent waiting for batches over the same steps (`Engine.data_wait`).
+        "step_seconds": engine.step_seconds[first_step:last_step],
+        "data_wait": engine.waited[last_step - 1] - engine.waited[first_step - 1],
+        "steps": result.steps,
+        "wall": wall,
+        "overall": result.steps / wall,
+        "steady": steady,
+        "steady_fps": steady_fps,
+        "events": sink.events,
+        "sink_errors": len(bus.sink_errors),
+    }
 
 
 # ------------------------------------------------------------------------------------ setup
