@@ -40,6 +40,24 @@ def _pin_malloc_thresholds() -> None:
         return
 
 
+def release_free_heap() -> None:
+    """glibc: hand the heap's free pages back to the kernel (`malloc_trim`), before forking.
+
+    A free page kept in the heap is shared with a forked child, and the parent's next write to
+    it, when malloc reuses it, copies it first; a released page is zero-filled instead. Best
+    effort: other C libraries are left alone."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
 def worker_processes_available() -> bool:
     """Loader workers are forked (they share the in-memory corpus copy-on-write). Fork is the
     default and safe with torch on Linux; macOS's system libraries are not fork-safe and Windows

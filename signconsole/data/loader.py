@@ -19,8 +19,10 @@ dies; it never holds the run lock (store/lock.py).
 
 Either way a batch is padded as landmarks first (`collate_raw`) and its 6516-vectors derived and
 normalized for the whole batch at once (`Featurizer`). On the CPU the workers do that; on CUDA
-they ship float16 landmarks and their mask (2 KB a frame, 1/8 of the 26 KB float32 6516-vector),
-pinned on the training process's side, and the vectors are derived on the device.
+they ship float16 landmarks and their mask (3.8 KB a frame, 1/7 of the 26 KB float32 6516-vector;
+525 bytes when the face is ignored and the speller leaves it out), pinned on the training
+process's side, and the vectors are derived on the device. Only the big tensors travel in shared
+memory; the small ones go by value in the pipe (`SMALL_FIELDS`).
 
 Every item's augmentation and synthesis is seeded by (epoch, index), so the batches are the
 same whatever the number or kind of workers and whichever finishes first.
@@ -29,6 +31,7 @@ same whatever the number or kind of workers and whichever finishes first.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import multiprocessing
 import os
@@ -51,7 +54,7 @@ from signconsole.config import LoaderKind
 from signconsole.data.collating import Featurizer, RawBatch, collate_raw
 from signconsole.data.dataset import Batch, SequenceDataset
 from signconsole.errors import UserError
-from signconsole.runtime import worker_processes_available
+from signconsole.runtime import release_free_heap, worker_processes_available
 
 
 class LoaderError(UserError):
@@ -97,7 +100,9 @@ KEPT_BATCHES = 6
 _returned: deque[object] = deque()
 
 
-def _start_worker(prepare: Callable[[int, list[int]], object], parent: int, workers: int) -> None:
+def _start_worker(
+    prepare: Callable[[int, list[int], bool], object], parent: int, workers: int
+) -> None:
     global _prepare_in_this_worker, _returned
     _prepare_in_this_worker = prepare
     _returned = deque(maxlen=math.ceil(KEPT_BATCHES / workers) + 1)
@@ -117,9 +122,9 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _prepare_in_worker(epoch: int, indices: list[int]) -> object:
+def _prepare_in_worker(epoch: int, indices: list[int], compact: bool) -> object:
     assert _prepare_in_this_worker is not None, "not a worker started by LoaderWorkers"
-    prepared = _prepare_in_this_worker(epoch, indices)
+    prepared = _prepare_in_this_worker(epoch, indices, compact)
     _returned.append(prepared)  # shared once pickled for the return; the oldest is dropped
     return _small_by_value(prepared)
 
@@ -154,22 +159,30 @@ def _converted(prepared: object, kind: type, convert: Callable) -> dict[str, obj
 
 Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)
 
-PAGE = 4096
+
+def _into_own_memory(pin: bool, future: Future) -> None:
+    """A batch returned by a worker process, moved into this process's own memory as it
+    arrives, in the executor's own thread (`_own_memory`)."""
+    if not future.cancelled() and future.exception() is None:
+        _own_memory(future.result(), pin)
 
 
-def _map_pages(future: Future) -> None:
-    """Read one value per page of the tensors a worker process returned, as they arrive, in the
-    executor's own thread: the shared memory is mapped into this process page by page on first
-    touch, and the training thread would otherwise take those faults in its forward pass (~4 of
-    ~5 ms to first read a demo batch, against ~1 ms for a batch already mapped)."""
-    if future.cancelled() or future.exception() is not None:
-        return
-    prepared = future.result()
+def _own_memory(prepared: object, pin: bool) -> object:
+    """Copy the big tensors of a batch a worker process returned out of shared memory (pinned
+    when they go to a GPU); the shared file is then only unmapped here, its pages freed in the
+    worker. Returns `prepared`, changed in place.
+
+    The training thread then reads the batch from its own memory, as from an ideal loader. Read
+    where it arrives, a batch costs the step twice: its shared pages are mapped on first touch
+    (~4 of ~5 ms to first read a demo batch), and they are 4 KB pages where the process's own
+    large tensors sit on 2 MB ones, so a matrix product reading them ran ~5-10% slower
+    (benchmarks/README.md, 2026-12-02 15:00). The executor's thread does it as each batch
+    arrives; `finish` does what it has not done yet, so the step never reads shared memory."""
     for name in ("features", "landmarks", "mask"):
         tensor = getattr(prepared, name, None)
-        if tensor is not None and tensor.is_contiguous() and tensor.numel():
-            flat = tensor.view(-1)
-            flat[:: max(1, PAGE // tensor.element_size())].sum()
+        if tensor is not None and tensor.is_shared():
+            setattr(prepared, name, tensor.pin_memory() if pin else tensor.clone())
+    return prepared
 
 
 def settle(futures: list[Future]) -> None:
@@ -209,28 +222,30 @@ class LoaderWorkers:
         self.pin_in_worker = self.pin and self.kind == "threads"
         self.featurizer = Featurizer(dataset.model_input, compact)
 
-    def prepare(self, epoch: int, indices: list[int]) -> RawBatch | Batch:
-        # Padded first, then derived and normalized once for the whole batch: one set of
-        # tensor ops instead of one per sequence (~10% of a demo batch's preparation).
-        items = [self.dataset.raw_item(i, shipped=self.on_device, epoch=epoch) for i in indices]
-        raw = collate_raw(items)
-        if self.on_device:
-            return raw.pin_memory() if self.pin_in_worker else raw
-        batch = self.featurizer(raw)
-        if self.pin_in_worker:
-            return replace(batch, features=batch.features.pin_memory())
-        return batch
+    @property
+    def compact(self) -> bool:
+        """Whether batches hold only the derived columns (`Featurizer`). It may change after
+        the workers started: every request says which it wants."""
+        return self.featurizer.compact
 
-    def finish(self, prepared: object) -> Batch:
-        prepared = _small_as_tensors(prepared)  # type: ignore[arg-type]
-        if isinstance(prepared, Batch):
-            return prepared.to(self.device, non_blocking=self.pin_in_worker)
-        assert isinstance(prepared, RawBatch)
-        if self.pin and not self.pin_in_worker:
-            prepared = prepared.pin_memory()
-        return self.featurizer(prepared.to(self.device, non_blocking=self.pin))
+    @compact.setter
+    def compact(self, compact: bool) -> None:
+        self.featurizer.compact = compact and not self.featurizer.model_input.columns.full
 
-    def submit(self, epoch: int, indices: list[int]) -> Future:
+    def start(self) -> None:
+        """Start the workers now rather than at the first batch.
+
+        A forked worker shares the training process's memory copy-on-write, so every page that
+        existed at the fork is copied the first time the trainer writes it afterwards. The
+        engine starts its workers before it builds the model and runs it on a probe batch
+        (engine/assembly.py): started at the first batch, the run's first 20 steps took ~30,000
+        extra page faults and ran up to 30% slower (benchmarks/README.md, 2026-12-02 15:20)."""
+        if self.workers > 0 and self._pool is None:
+            if self.kind == "processes":
+                release_free_heap()  # a second run in one process (the console) has a big heap
+            self._executor().submit(os.getpid)  # a process pool forks its workers here
+
+    def _executor(self) -> Executor:
         if self._pool is None:
             if self.kind == "processes":
                 self._pool = ProcessPoolExecutor(
@@ -241,11 +256,40 @@ class LoaderWorkers:
                 )
             else:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="batches")
+        return self._pool
+
+    def prepare(
+        self, epoch: int, indices: list[int], compact: bool | None = None
+    ) -> RawBatch | Batch:
+        # Padded first, then derived and normalized once for the whole batch: one set of
+        # tensor ops instead of one per sequence (~10% of a demo batch's preparation).
+        if compact is not None:  # a worker process's own copy, set as the request says
+            self.compact = compact
+        items = [self.dataset.raw_item(i, shipped=self.on_device, epoch=epoch) for i in indices]
+        raw = collate_raw(items)
+        if self.on_device:
+            return raw.pin_memory() if self.pin_in_worker else raw
+        batch = self.featurizer(raw)
+        if self.pin_in_worker:
+            return replace(batch, features=batch.features.pin_memory())
+        return batch
+
+    def finish(self, prepared: object) -> Batch:
+        prepared = _own_memory(_small_as_tensors(prepared), self.pin)  # type: ignore[arg-type]
+        if isinstance(prepared, Batch):
+            return prepared.to(self.device, non_blocking=self.pin_in_worker)
+        assert isinstance(prepared, RawBatch)
+        if self.pin and not self.pin_in_worker:
+            prepared = prepared.pin_memory()
+        return self.featurizer(prepared.to(self.device, non_blocking=self.pin))
+
+    def submit(self, epoch: int, indices: list[int]) -> Future:
+        pool = self._executor()
         if self.kind == "processes":
-            future = self._pool.submit(_prepare_in_worker, epoch, indices)
-            future.add_done_callback(_map_pages)
+            future = pool.submit(_prepare_in_worker, epoch, indices, self.compact)
+            future.add_done_callback(functools.partial(_into_own_memory, self.pin))
             return future
-        return self._pool.submit(self.prepare, epoch, indices)
+        return pool.submit(self.prepare, epoch, indices)
 
     def stream(
         self,

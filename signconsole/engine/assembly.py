@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from signconsole.data.loader import LoaderWorkers
 from signconsole.data.prepare import prepare_data
 from signconsole.engine import callbacks as cb
 from signconsole.engine import preflight, run_files, setup
@@ -52,6 +53,12 @@ def assemble(engine: Engine) -> None:
     if engine.data is None:
         engine.data = prepare_data(profile, engine.progress)
     data = engine.data
+    # The loader workers fork now, while the process holds little more than the data: what
+    # exists at the fork is copied on the trainer's first write after it (LoaderWorkers.start).
+    engine.loader = LoaderWorkers(
+        data.train, engine.device, profile.data.num_workers, profile.data.loader
+    )
+    engine.loader.start()
     engine.vocabulary = data.vocabulary
     if profile.kind == "distill":
         engine.teacher = load_teacher(
@@ -73,6 +80,7 @@ def assemble(engine: Engine) -> None:
         engine.teacher is None
         or reads_only(engine.teacher.model, columns, engine.teacher.user_code)
     )
+    engine.loader.compact = engine.compact_batches
     engine.contract = setup.check_contract(
         engine.model, probe, len(engine.vocabulary), engine.device, profile.source or profile.name
     )

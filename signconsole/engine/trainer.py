@@ -82,7 +82,7 @@ class Engine:
         self.teacher: Teacher | None = None
         self.teacher_timer = TeacherTimer()
         self.clock = cb.ActiveClock()  # training time, pauses left out (the time budget)
-        self._loader: LoaderWorkers | None = None  # the run's loader workers, started once
+        self.loader: LoaderWorkers | None = None  # the run's loader workers, started by setup
         self.compact_batches = False  # set by setup: batches hold only the columns models read
         self._stream: BatchStream | None = None  # this epoch's batches
         self._waited = 0.0  # seconds spent waiting for the batches of earlier epochs
@@ -123,8 +123,8 @@ class Engine:
         finally:
             if self._stream is not None:
                 self._stream.close()  # an epoch cut short leaves batches queued
-            if self._loader is not None:
-                self._loader.close()  # the workers end with the run
+            if self.loader is not None:
+                self.loader.close()  # the workers end with the run
             lock = getattr(self, "lock", None)
             if lock is not None:
                 lock.release()  # however the run ended, another process may resume it now
@@ -178,16 +178,8 @@ class Engine:
         if self._stream is not None:
             self._waited += self._stream.wait_seconds
             self._stream.close()
-        if self._loader is None:
-            data = self.profile.data
-            self._loader = LoaderWorkers(
-                self.data.train,
-                self.device,
-                data.num_workers,
-                data.loader,
-                compact=self.compact_batches,
-            )
-        self._stream = self._loader.stream(batches, epoch, then=then)
+        assert self.loader is not None, "setup() starts the loader workers"
+        self._stream = self.loader.stream(batches, epoch, then=then)
         return self._stream
 
     def _batches_of(self, epoch: int) -> list[list[int]]:
