@@ -93,6 +93,9 @@ class EnginePath:
         training = engine.profile.training
         self.scale = 1.0 / training.grad_accumulation
         assert training.grad_accumulation == 1, "the benchmark steps once per batch"
+        # It steps on batches it is given: the loader workers setup() started are not needed.
+        if engine.loader is not None:
+            engine.loader.close()
         # What `Engine.run()` / `Engine.train()` do before the first batch.
         engine.set_status("running")
         engine.train_mode()

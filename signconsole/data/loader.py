@@ -332,7 +332,9 @@ class LoaderWorkers:
             self._pool = None
 
     def __del__(self) -> None:
-        self.close()
+        # Dropped at interpreter exit, multiprocessing may have closed the pool's pipes already.
+        with contextlib.suppress(OSError):
+            self.close()
 
 
 class BatchStream:
