@@ -207,7 +207,8 @@ class SequenceDataset(Dataset):
         """`training_item` before features are derived: landmarks [T, 543, 3] and mask
         (augmented or synthesized for `epoch`, default the dataset's; float16 when `shipped` to
         a device), or stored precomputed features as they are held (float16, not normalized).
-        A speller that leaves the face out gives only the landmarks it renders (`Item.landmark_ids`).
+        A speller that leaves the face out gives only the landmarks it renders
+        (`Item.landmark_ids`).
         Loader workers pass the epoch of their batch: nothing shared is changed."""
         epoch = self.epoch if epoch is None else epoch
         if synthesized and self.synthesis is not None:

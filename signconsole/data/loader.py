@@ -14,15 +14,17 @@ a loader thread spelling sequences in Python competes with the step's own Python
 speed alone with a thread, 0.89 with a process (benchmarks/README.md). Batches come back in
 shared memory (torch's pickling of tensors), not copied through a pipe, and a worker keeps its
 last ones alive so that freeing their pages falls on its core, not between two steps
-(`KEPT_BATCHES`). A worker ignores Ctrl-C (the trainer handles it) and exits when its trainer
-dies; it never holds the run lock (store/lock.py).
+(`KEPT_BATCHES`); the executor's thread copies each one out into the trainer's own memory as
+it arrives (data/handover.py). The engine starts the workers before it builds the model
+(`LoaderWorkers.start`). A worker ignores Ctrl-C (the trainer handles it) and exits when its
+trainer dies; it never holds the run lock (store/lock.py).
 
 Either way a batch is padded as landmarks first (`collate_raw`) and its 6516-vectors derived and
 normalized for the whole batch at once (`Featurizer`). On the CPU the workers do that; on CUDA
 they ship float16 landmarks and their mask (3.8 KB a frame, 1/7 of the 26 KB float32 6516-vector;
 525 bytes when the face is ignored and the speller leaves it out), pinned on the training
 process's side, and the vectors are derived on the device. Only the big tensors travel in shared
-memory; the small ones go by value in the pipe (`SMALL_FIELDS`).
+memory; the small ones go by value in the pipe (data/handover.py).
 
 Every item's augmentation and synthesis is seeded by (epoch, index), so the batches are the
 same whatever the number or kind of workers and whichever finishes first.
@@ -46,13 +48,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.multiprocessing  # noqa: F401  (registers the shared-memory pickling of tensors)
 
 from signconsole.config import LoaderKind
 from signconsole.data.collating import Featurizer, RawBatch, collate_raw
 from signconsole.data.dataset import Batch, SequenceDataset
+from signconsole.data.handover import into_own_memory, own_memory, small_as_tensors, small_by_value
 from signconsole.errors import UserError
 from signconsole.runtime import release_free_heap, worker_processes_available
 
@@ -126,63 +128,10 @@ def _prepare_in_worker(epoch: int, indices: list[int], compact: bool) -> object:
     assert _prepare_in_this_worker is not None, "not a worker started by LoaderWorkers"
     prepared = _prepare_in_this_worker(epoch, indices, compact)
     _returned.append(prepared)  # shared once pickled for the return; the oldest is dropped
-    return _small_by_value(prepared)
-
-
-# A batch's tensors of a few hundred bytes (`landmark_ids`: which landmarks a raw batch holds, or None).
-# Pickled as tensors, each would cross to the training process as a shared-memory file of its
-# own, whose descriptor that process then fetches from the worker over a socket
-# (multiprocessing's resource sharer) and maps: 2.6-3.5 ms of its CPU a batch for five of them,
-# against bytes in the result pipe (benchmarks/README.md, 2026-12-02 14:00).
-SMALL_FIELDS = ("lengths", "targets", "target_lengths", "landmark_ids")
-
-
-def _small_by_value(prepared: RawBatch | Batch) -> RawBatch | Batch:
-    """The batch a worker returns: its small tensors as numpy arrays, which pickle by value."""
-    return replace(prepared, **_converted(prepared, torch.Tensor, torch.Tensor.numpy))
-
-
-def _small_as_tensors(prepared: RawBatch | Batch) -> RawBatch | Batch:
-    """`_small_by_value` undone in the training process (no copy: the arrays are its own)."""
-    arrays = _converted(prepared, np.ndarray, torch.from_numpy)
-    return replace(prepared, **arrays) if arrays else prepared
-
-
-def _converted(prepared: object, kind: type, convert: Callable) -> dict[str, object]:
-    fields = (getattr(prepared, name, None) for name in SMALL_FIELDS)
-    return {
-        name: convert(value)
-        for name, value in zip(SMALL_FIELDS, fields, strict=True)
-        if isinstance(value, kind)
-    }
+    return small_by_value(prepared)
 
 
 Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)
-
-
-def _into_own_memory(pin: bool, future: Future) -> None:
-    """A batch returned by a worker process, moved into this process's own memory as it
-    arrives, in the executor's own thread (`_own_memory`)."""
-    if not future.cancelled() and future.exception() is None:
-        _own_memory(future.result(), pin)
-
-
-def _own_memory(prepared: object, pin: bool) -> object:
-    """Copy the big tensors of a batch a worker process returned out of shared memory (pinned
-    when they go to a GPU); the shared file is then only unmapped here, its pages freed in the
-    worker. Returns `prepared`, changed in place.
-
-    The training thread then reads the batch from its own memory, as from an ideal loader. Read
-    where it arrives, a batch costs the step twice: its shared pages are mapped on first touch
-    (~4 of ~5 ms to first read a demo batch), and they are 4 KB pages where the process's own
-    large tensors sit on 2 MB ones, so a matrix product reading them ran ~5-10% slower
-    (benchmarks/README.md, 2026-12-02 15:00). The executor's thread does it as each batch
-    arrives; `finish` does what it has not done yet, so the step never reads shared memory."""
-    for name in ("features", "landmarks", "mask"):
-        tensor = getattr(prepared, name, None)
-        if tensor is not None and tensor.is_shared():
-            setattr(prepared, name, tensor.pin_memory() if pin else tensor.clone())
-    return prepared
 
 
 def settle(futures: list[Future]) -> None:
@@ -239,7 +188,8 @@ class LoaderWorkers:
         existed at the fork is copied the first time the trainer writes it afterwards. The
         engine starts its workers before it builds the model and runs it on a probe batch
         (engine/assembly.py): started at the first batch, the run's first 20 steps took ~30,000
-        extra page faults and ran up to 30% slower (benchmarks/README.md, 2026-12-02 15:20)."""
+        extra page faults and ran up to 30% slower (benchmarks/README.md, 2026-12-02
+        14:00-15:40)."""
         if self.workers > 0 and self._pool is None:
             if self.kind == "processes":
                 release_free_heap()  # a second run in one process (the console) has a big heap
@@ -275,7 +225,7 @@ class LoaderWorkers:
         return batch
 
     def finish(self, prepared: object) -> Batch:
-        prepared = _own_memory(_small_as_tensors(prepared), self.pin)  # type: ignore[arg-type]
+        prepared = own_memory(small_as_tensors(prepared), self.pin)  # type: ignore[arg-type]
         if isinstance(prepared, Batch):
             return prepared.to(self.device, non_blocking=self.pin_in_worker)
         assert isinstance(prepared, RawBatch)
@@ -287,7 +237,7 @@ class LoaderWorkers:
         pool = self._executor()
         if self.kind == "processes":
             future = pool.submit(_prepare_in_worker, epoch, indices, self.compact)
-            future.add_done_callback(functools.partial(_into_own_memory, self.pin))
+            future.add_done_callback(functools.partial(into_own_memory, self.pin))
             return future
         return pool.submit(self.prepare, epoch, indices)
 
