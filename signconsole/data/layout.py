@@ -255,7 +255,7 @@ class Columns:
 
     def __reduce__(self):
         # By value (a few KB): a loader worker returns the columns with every compact batch,
-        # and pickled as tensors each would cross as a shared-memory file (data/loader.py).
+        # and pickled as tensors each would cross as a shared-memory file (data/handover.py).
         return (_columns_from_arrays, (self.landmarks.numpy(), self.index.numpy(), self.full))
 
     def widen(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
