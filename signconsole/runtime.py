@@ -26,18 +26,12 @@ def _pin_malloc_thresholds() -> None:
     faults a step, 30-40% of its time (benchmarks/README.md). Pinned thresholds keep freed memory
     for reuse. Best effort: other C libraries are left alone.
     """
-    if not sys.platform.startswith("linux") or os.environ.get("SIGNCONSOLE_NO_MALLOPT"):
+    libc = _glibc()
+    if libc is None or os.environ.get("SIGNCONSOLE_NO_MALLOPT"):
         return
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-        libc.mallopt(m_trim_threshold, 1 << 30)
-    except (OSError, AttributeError):
-        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+    libc.mallopt(m_trim_threshold, 1 << 30)
 
 
 def release_free_heap() -> None:
@@ -46,16 +40,23 @@ def release_free_heap() -> None:
     A free page kept in the heap is shared with a forked child, and the parent's next write to
     it, when malloc reuses it, copies it first; a released page is zero-filled instead. Best
     effort: other C libraries are left alone."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc():
+    """The C library when it is glibc on Linux (it has mallopt and malloc_trim), else None."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
         import ctypes
         import ctypes.util
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        return
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def worker_processes_available() -> bool:
