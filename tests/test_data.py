@@ -132,6 +132,7 @@ def test_features_of_a_real_clip_follow_the_documented_formula() -> None:
         ("face",),  # what a speller leaves out for a profile that ignores the face
         ("face", "left_hand"),  # and more than the columns skip
         ("pose",),  # the shoulders too: no body frame, the relative block is invalid
+        ("face", "pose"),  # the hands alone, in order: read as given, still no body frame
     ],
 )
 @pytest.mark.parametrize("coordinates", ["raw", "shoulder"])
@@ -149,15 +150,19 @@ def test_landmarks_given_by_id_derive_as_if_the_rest_were_not_detected(
     ids = torch.arange(543)[~dropped]
     widened_landmarks, widened_mask = landmarks.clone(), mask.clone()
     widened_landmarks[:, dropped], widened_mask[:, dropped] = 0.0, False
-    for columns in (LAYOUT.columns(("face",)), LAYOUT.columns()):
+    for columns in (LAYOUT.columns(("face",)), LAYOUT.columns(), LAYOUT.columns(left_out)):
         expected = LAYOUT.features_with_validity(
             widened_landmarks, widened_mask, coordinates, columns
         )
+        given_landmarks, given_mask = landmarks[:, ids], mask[:, ids]
         given = LAYOUT.features_with_validity(
-            landmarks[:, ids], mask[:, ids], coordinates, columns, landmark_ids=ids
+            given_landmarks, given_mask, coordinates, columns, landmark_ids=ids
         )
         torch.testing.assert_close(given[0], expected[0], rtol=0, atol=0)
         assert torch.equal(given[1], expected[1])
+        # The input is read, never written (landmarks given in order are used as they are).
+        assert torch.equal(given_mask, mask[:, ids])
+        assert torch.equal(given_landmarks, landmarks[:, ids])
 
 
 # ------------------------------------------------------------------------- normalization

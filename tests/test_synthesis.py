@@ -9,9 +9,10 @@ import torch
 from signconsole.config import FingerspellConfig, SynthesisConfig
 from signconsole.data.dataset import collate
 from signconsole.data.layout import LAYOUT
+from signconsole.data.lexicon import clip_bank
 from signconsole.data.normalize import ignored_groups, normalize
 from signconsole.data.prepare import prepare_data
-from signconsole.data.spelling import CORPUS_VARIATION, Variation
+from signconsole.data.spelling import CORPUS_VARIATION, Variation, render, render_batch
 from signconsole.data.synthesis import Speller
 
 WORDS = [tuple("CAT"), tuple("DOG"), tuple("HOUSE"), tuple("GREEN"), tuple("WATER")]
@@ -40,6 +41,45 @@ def test_a_slot_is_the_same_within_an_epoch_and_new_in_the_next() -> None:
     assert len(later[0]) == len(glosses)  # the slot keeps its letter count (its bucket)
     assert landmarks.dtype.is_floating_point and landmarks.element_size() == 2  # float16
     assert landmarks.shape[1:] == (543, 3) and mask.shape == landmarks.shape[:2]
+
+
+@pytest.mark.parametrize("lang", ["ase", "gss"])
+def test_a_batch_renders_every_sequence_exactly_as_it_renders_alone(lang: str) -> None:
+    """A loader worker renders its batch in one pass (`render_batch`); each sequence in it is
+    bit for bit the one `render` gives alone, with the face or without it, in float16 too."""
+    variation = CORPUS_VARIATION.widened(1.5)
+    whole = clip_bank(lang)
+    letters = sorted(whole.clips)
+    words = [
+        (letters[0], letters[0], letters[1]),  # a double letter: the repeat slides
+        tuple(letters[2:9]),
+        (letters[-1],),
+        tuple(reversed(letters[:5])),
+    ]
+    for bank in (whole, whole.without_face()):
+        alone = [render(w, bank, np.random.default_rng(i), variation) for i, w in enumerate(words)]
+        for dtype in (np.float32, np.float16):
+            requests = [(w, np.random.default_rng(i)) for i, w in enumerate(words)]
+            points, mask, ends = render_batch(requests, bank, variation, dtype)
+            assert points.dtype == dtype and ends[-1] == len(points) == len(mask)
+            for (expected, expected_mask), start, end in zip(
+                alone, [0, *ends[:-1]], ends, strict=True
+            ):
+                assert np.array_equal(points[start:end], expected.astype(dtype))
+                assert np.array_equal(mask[start:end], expected_mask)
+
+
+def test_a_speller_batch_holds_the_samples_it_gives_one_by_one() -> None:
+    spell = speller(slots=40, random_share=0.5)
+    spell.leave_out_face()
+    slots = [5, 0, 17, 5, 39]  # any order, a slot twice
+    for (glosses, landmarks, mask), slot in zip(spell.samples(slots, epoch=2), slots, strict=True):
+        alone = speller(slots=40, random_share=0.5)
+        alone.leave_out_face()
+        expected = alone.sample(slot, epoch=2)
+        assert glosses == expected[0]
+        assert torch.equal(landmarks, expected[1]) and torch.equal(mask, expected[2])
+        assert landmarks.shape[1:] == (75, 3) and landmarks.dtype == torch.float16
 
 
 def test_words_come_from_train_and_random_strings_avoid_held_out_words() -> None:

@@ -212,10 +212,7 @@ class SequenceDataset(Dataset):
         Loader workers pass the epoch of their batch: nothing shared is changed."""
         epoch = self.epoch if epoch is None else epoch
         if synthesized and self.synthesis is not None:
-            glosses, landmarks, mask = self.synthesis.sample(index, epoch)
-            targets = self.vocabulary.encode(list(glosses))
-            kept = self.synthesis.landmark_ids
-            return Item(f"synth-e{epoch}-{index:06d}", None, targets, landmarks, mask, None, kept)
+            return self.raw_items([index], shipped, epoch)[0]
         raw = self._raw(index)
         entry_id, targets = self.entries[index].id, self.targets[index]
         if len(raw) == 1:
@@ -226,6 +223,30 @@ class SequenceDataset(Dataset):
             landmarks, mask = self.augmentation(landmarks, mask, generator)
             landmarks = landmarks.half() if shipped else landmarks
         return Item(entry_id, None, targets, landmarks, mask)
+
+    def raw_items(
+        self, indices: list[int], shipped: bool = True, epoch: int | None = None
+    ) -> list[Item]:
+        """`raw_item` of each index, for a training batch: spelled sequences are rendered
+        together (`Speller.samples`), each the same as alone."""
+        epoch = self.epoch if epoch is None else epoch
+        if self.synthesis is None:
+            return [self.raw_item(index, shipped=shipped, epoch=epoch) for index in indices]
+        kept = self.synthesis.landmark_ids
+        return [
+            Item(
+                f"synth-e{epoch}-{index:06d}",
+                None,
+                self.vocabulary.encode(list(glosses)),
+                landmarks,
+                mask,
+                None,
+                kept,
+            )
+            for index, (glosses, landmarks, mask) in zip(
+                indices, self.synthesis.samples(indices, epoch), strict=True
+            )
+        ]
 
     def read_all(self, report: Callable[[int, int], None] | None = None) -> None:
         """Read every file of the split once, now: a damaged dev or test file is reported before

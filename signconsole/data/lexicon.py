@@ -12,6 +12,7 @@ import functools
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -144,6 +145,13 @@ class ClipBank:
     clips: dict[str, _Clip]
     landmark_index: np.ndarray | None = None  # the 543-layout index of each column; None: all
     hands: tuple = _HANDS  # per hand: its landmark range and its pose points, in this bank
+
+    @cached_property
+    def planes(self) -> np.ndarray:
+        """The landmarks as coordinate planes [3, N, K] (x, y, z), what rendering reads."""
+        planes = np.ascontiguousarray(self.landmarks.transpose(2, 0, 1))
+        planes.flags.writeable = False
+        return planes
 
     def without_face(self) -> ClipBank:
         """The bank without the face's 468 landmarks (86% of the work of rendering a

@@ -215,7 +215,7 @@ class LoaderWorkers:
         # tensor ops instead of one per sequence (~10% of a demo batch's preparation).
         if compact is not None:  # a worker process's own copy, set as the request says
             self.compact = compact
-        items = [self.dataset.raw_item(i, shipped=self.on_device, epoch=epoch) for i in indices]
+        items = self.dataset.raw_items(indices, shipped=self.on_device, epoch=epoch)
         raw = collate_raw(items)
         if self.on_device:
             return raw.pin_memory() if self.pin_in_worker else raw

@@ -88,17 +88,15 @@ def _letter_positions(
     first, last, end_frame = clip.raise_end, clip.lower_start, clip.frames - 1
     start = first - round(keep_raise * first)
     end = last + round(keep_lower * (end_frame - last))
-    knots = np.array([start, first, last, end], dtype=np.float64)
-    outputs = []
+    times = [0]  # output frame of each knot, as Python ints: numpy calls on 4 values cost more
     for length, speed, minimum in (
         (first - start, motion_speed, 0),
         (last - first, hold_speed, 2),  # even a one-frame hold is seen for a couple of frames
         (end - last, motion_speed, 0),
     ):
         frames = round(length * clip.seconds_per_frame * OUTPUT_FPS * speed)
-        outputs.append(max(frames, minimum, 1 if length else 0))
-    times = np.concatenate([[0], np.cumsum(outputs)])
-    return np.interp(np.arange(times[-1] + 1), times, knots)
+        times.append(times[-1] + max(frames, minimum, 1 if length else 0))
+    return np.interp(np.arange(times[-1] + 1), times, [start, first, last, end])
 
 
 @dataclass
@@ -108,15 +106,22 @@ class _Timeline:
     first: list[np.ndarray]  # [n] bank frame
     second: list[np.ndarray]  # [n] bank frame
     weight: list[np.ndarray]  # [n] of `second`
-    hands: list[np.ndarray]  # [n, 2 hands, 4]: angle, scale, shift x, shift y
+    hands: list[np.ndarray]  # [m, 2 hands, 4]: angle, scale, shift x, shift y
+    repeats: list[int]  # [m]: frames each row of `hands` holds for (a letter's is constant)
 
     def add(
         self, first: np.ndarray, second: np.ndarray, weight: np.ndarray, hands: np.ndarray
     ) -> None:
+        """`hands`: [n, 2, 4], one per frame, or [2, 4] for all n frames."""
         self.first.append(first)
         self.second.append(second)
         self.weight.append(weight)
-        self.hands.append(hands)
+        if hands.ndim == 2:
+            self.hands.append(hands[None])
+            self.repeats.append(len(first))
+        else:
+            self.hands.append(hands)
+            self.repeats.extend([1] * len(hands))
 
 
 def _hand_state(
@@ -140,7 +145,7 @@ def _timeline(
     glosses: tuple[str, ...], bank: ClipBank, rng: np.random.Generator, variation: Variation
 ) -> _Timeline:
     v = variation
-    timeline = _Timeline([], [], [], [])
+    timeline = _Timeline([], [], [], [], [])
     tempo = rng.uniform(*v.tempo)
     previous: tuple[int, np.ndarray] | None = None  # last bank frame and hand state
     for index, gloss in enumerate(glosses):
@@ -168,13 +173,15 @@ def _timeline(
             clip.offset + floor,
             clip.offset + np.minimum(floor + 1, clip.frames - 1),
             positions - floor,
-            np.broadcast_to(hands, (len(positions), 2, 4)),
+            hands,
         )
         previous = (clip.offset + int(round(positions[-1])), hands)
     return timeline
 
 
-def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray, layout: tuple) -> None:
+def _jitter_hands(
+    x_plane: np.ndarray, y_plane: np.ndarray, mask: np.ndarray, hands: np.ndarray, layout: tuple
+) -> None:
     """Per-letter rotation and scale of each hand about its wrist, then its shift (in place).
 
     The pose's hand points (wrist, pinky, index, thumb) move with the hand so body and hand
@@ -189,9 +196,7 @@ def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray, layou
             pivots += [group[0]] * (len(group) - 1)
             members += group[1:]
             sides += [side] * (len(group) - 1)
-    # x and y as [T, K] views: numpy's mixed fancy-and-slice indexing ([:, idx, :2]) was ~8x
-    # slower, and cos/sin are taken per hand, not per point.
-    x_plane, y_plane = points[..., 0], points[..., 1]
+    # cos/sin are taken per hand, not per point.
     present = mask[:, pivots]  # [T, M]
     angle, scale = hands[:, :, 0], hands[:, :, 1]  # [T, 2 hands]
     cos = np.where(present, (np.cos(angle) * scale)[:, sides], 1.0)
@@ -207,29 +212,56 @@ def _jitter_hands(points: np.ndarray, mask: np.ndarray, hands: np.ndarray, layou
         y_plane[:, moved] += shift[:, 1, None]
 
 
-def _jitter_body(
-    points: np.ndarray, mask: np.ndarray, rng: np.random.Generator, variation: Variation
-) -> None:
-    """One affine per sample about the shoulder centre: rotation, scale, aspect, shift."""
-    both = mask[:, LEFT_SHOULDER] & mask[:, RIGHT_SHOULDER]
-    if both.any():
-        shoulders = points[both][:, [LEFT_SHOULDER, RIGHT_SHOULDER], :2]
-        pivot = shoulders.mean(axis=(0, 1))
-    else:
-        pivot = points[mask][:, :2].mean(axis=0) if mask.any() else np.zeros(2, np.float32)
+@dataclass
+class _Draws:
+    """Every random choice of one sequence, drawn in one fixed order from its own generator:
+    a sequence is the same rendered alone or beside others."""
+
+    timeline: _Timeline
+    body: tuple[float, float, float, np.ndarray]  # rotation, scale, aspect, shift [2]
+    sigma: float  # landmark noise, px
+    noise_seed: int
+
+
+def _draw(
+    glosses: tuple[str, ...], bank: ClipBank, rng: np.random.Generator, variation: Variation
+) -> _Draws:
+    timeline = _timeline(glosses, bank, rng, variation)
     limit = np.deg2rad(variation.body_rotation)
-    angle = rng.uniform(-limit, limit)
-    scale = rng.uniform(*variation.body_scale)
-    aspect = rng.uniform(*variation.body_aspect)
-    shift = rng.uniform(-variation.body_shift, variation.body_shift, size=2)
+    body = (
+        rng.uniform(-limit, limit),
+        rng.uniform(*variation.body_scale),
+        rng.uniform(*variation.body_aspect),
+        rng.uniform(-variation.body_shift, variation.body_shift, size=2),
+    )
+    sigma = rng.uniform(*variation.noise_sigma)
+    return _Draws(timeline, body, sigma, int(rng.integers(2**62)))
+
+
+def _body_affine(
+    x_plane: np.ndarray,
+    y_plane: np.ndarray,
+    mask: np.ndarray,
+    body: tuple[float, float, float, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One sequence's affine about its shoulder centre: rotation, scale, aspect, shift. Returns
+    the [2, 2] matrix and the offset, float32."""
+    both = mask[:, LEFT_SHOULDER] & mask[:, RIGHT_SHOULDER]
+    # The centre is averaged over [frames, 2, xy] or [points, xy] as before the planes: the
+    # same summation order, the same float32 result to the bit.
+    if both.any():
+        shoulders = [LEFT_SHOULDER, RIGHT_SHOULDER]
+        pivot = np.stack([x_plane[both][:, shoulders], y_plane[both][:, shoulders]], axis=-1)
+        pivot = pivot.mean(axis=(0, 1))
+    elif mask.any():
+        pivot = np.stack([x_plane[mask], y_plane[mask]], axis=-1).mean(axis=0)
+    else:
+        pivot = np.zeros(2, np.float32)
+    angle, scale, aspect, shift = body
     cos, sin = np.cos(angle), np.sin(angle)
     matrix = np.array([[cos, -sin], [sin, cos]]) @ np.diag([scale * aspect, scale / aspect])
     offset = (pivot + shift - matrix @ pivot).astype(np.float32)
-    m = matrix.astype(np.float32)
-    # Written out per coordinate: a [T*543, 2] @ [2, 2] matmul took ~15x as long.
-    x, y = points[..., 0].copy(), points[..., 1].copy()
-    points[..., 0] = m[0, 0] * x + m[0, 1] * y + offset[0]
-    points[..., 1] = m[1, 0] * x + m[1, 1] * y + offset[1]
+    return matrix.astype(np.float32), offset
 
 
 def render(
@@ -240,22 +272,71 @@ def render(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One spelled sequence: landmarks [T, K, 3] float32 and mask [T, K], K the bank's
     landmarks (543 unless it left the face out)."""
-    timeline = _timeline(glosses, bank, rng, variation)
-    first = np.concatenate(timeline.first)
-    second = np.concatenate(timeline.second)
-    weight = np.concatenate(timeline.weight).astype(np.float32)
-    w = weight[:, None, None]
-    points = bank.landmarks[first] * (1 - w) + bank.landmarks[second] * w
+    points, mask, _ = render_batch([(glosses, rng)], bank, variation)
+    return points, mask
+
+
+def render_batch(
+    requests: list[tuple[tuple[str, ...], np.random.Generator]],
+    bank: ClipBank,
+    variation: Variation = CORPUS_VARIATION,
+    dtype: type = np.float32,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Several spelled sequences (glosses, each with its own generator), each exactly as
+    `render` gives it alone: their landmarks and masks one after another along time, and the
+    frame where each ends. Landmarks are `dtype` (float16 for a training batch).
+
+    The random draws are made sequence by sequence; the array work then runs once over all
+    their frames. A ~90-frame sequence of 75 landmarks is a few hundred microseconds of
+    arithmetic and a few milliseconds of per-call overhead, so a loader worker renders its whole
+    batch in one pass (benchmarks/README.md, 2026-12-02 17:00)."""
+    draws = [_draw(glosses, bank, rng, variation) for glosses, rng in requests]
+    first = np.concatenate([part for d in draws for part in d.timeline.first])
+    second = np.concatenate([part for d in draws for part in d.timeline.second])
+    weight = np.concatenate([part for d in draws for part in d.timeline.weight])
+    weight = weight.astype(np.float32)
+    ends = np.cumsum([sum(len(part) for part in d.timeline.first) for d in draws])
+    starts = np.concatenate([[0], ends[:-1]])
+    # Coordinate planes [3, frames, K]: every operation below runs along K contiguous values.
+    # On [frames, K, 3] its innermost loop was 3 (or 2) long, and the blend alone took ~6 ms
+    # of a 16-sequence batch.
+    w = weight[:, None]
+    planes = bank.planes[:, first] * (1 - w) + bank.planes[:, second] * w
+    x_plane, y_plane = planes[0], planes[1]
     # A blended landmark exists only where every frame it draws from has it: a hand the
     # lexicon masked is never invented by interpolation.
     mask = (bank.mask[first] | (weight >= 1)[:, None]) & (
         bank.mask[second] | (weight <= 0)[:, None]
     )
-    _jitter_hands(points, mask, np.concatenate(timeline.hands), bank.hands)
-    _jitter_body(points, mask, rng, variation)
-    sigma = rng.uniform(*variation.noise_sigma)
-    # torch's generator draws normals ~2x as fast as numpy's; seeded from the sample's stream.
-    noise = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    points[..., :2] += sigma * torch.randn(points[..., :2].shape, generator=noise).numpy()
-    points[~mask] = 0.0  # in place: np.where made a float64 copy, then a float32 one
-    return points, mask
+    hands = np.repeat(
+        np.concatenate([part for d in draws for part in d.timeline.hands]),
+        [count for d in draws for count in d.timeline.repeats],
+        axis=0,
+    )
+    _jitter_hands(x_plane, y_plane, mask, hands, bank.hands)
+    # Per frame, its sequence's affine and noise level; the shoulder centre is each sequence's.
+    matrices = np.empty((len(first), 2, 2), np.float32)
+    offsets = np.empty((len(first), 2), np.float32)
+    sigmas = np.empty((len(first), 1), np.float32)
+    noise = torch.empty((len(first), mask.shape[1], 2))
+    for d, start, end in zip(draws, starts, ends, strict=True):
+        frames = slice(start, end)
+        affine = _body_affine(x_plane[frames], y_plane[frames], mask[frames], d.body)
+        matrices[frames], offsets[frames] = affine
+        sigmas[frames] = d.sigma
+        # torch's generator draws normals ~2x as fast as numpy's; seeded from the sequence's.
+        generator = torch.Generator().manual_seed(d.noise_seed)
+        torch.randn(noise[frames].shape, generator=generator, out=noise[frames])
+    # Written out per coordinate: a [T*543, 2] @ [2, 2] matmul took ~15x as long.
+    x, y = x_plane.copy(), y_plane.copy()
+    x_plane[:] = matrices[:, 0, 0, None] * x + matrices[:, 0, 1, None] * y + offsets[:, 0, None]
+    y_plane[:] = matrices[:, 1, 0, None] * x + matrices[:, 1, 1, None] * y + offsets[:, 1, None]
+    noise_xy = noise.numpy()
+    x_plane += sigmas * noise_xy[..., 0]
+    y_plane += sigmas * noise_xy[..., 1]
+    points = np.empty((*mask.shape, 3), dtype)
+    for axis in range(3):
+        plane = planes[axis]
+        plane[~mask] = 0.0
+        points[..., axis] = plane  # one interleaving pass, cast to `dtype` on the way
+    return points, mask, ends.tolist()

@@ -27,7 +27,7 @@ import torch
 
 from signconsole.config import FingerspellConfig, SynthesisConfig
 from signconsole.data.lexicon import clip_bank, load_alphabet
-from signconsole.data.spelling import CORPUS_VARIATION, render
+from signconsole.data.spelling import CORPUS_VARIATION, render_batch
 
 # Frames of one letter, measured on the stored ASL corpus (46155 frames for 3.4k letters);
 # used only for bucketing, where a rough estimate is enough.
@@ -98,10 +98,24 @@ class Speller:
         """(glosses, landmarks [T, K, 3] float16, mask [T, K]): K = 543, or the `landmark_ids` the
         bank keeps. A left-out face stays left out: widening every sequence to 543 (zeros for
         the face) was ~10% of a worker's batch, and 7x the landmarks shipped to a GPU."""
-        rng = self._rng(1, epoch, index)
-        glosses = self.glosses(index, rng)
-        landmarks, mask = render(glosses, self.bank, rng, self.variation)
-        return glosses, torch.from_numpy(landmarks.astype(np.float16)), torch.from_numpy(mask)
+        return self.samples([index], epoch)[0]
+
+    def samples(
+        self, indices: list[int], epoch: int
+    ) -> list[tuple[tuple[str, ...], torch.Tensor, torch.Tensor]]:
+        """`sample` of each slot of `indices`, rendered together (`render_batch`): a loader
+        worker's batch in one pass. Each is the same as when it is rendered alone."""
+        rngs = [self._rng(1, epoch, index) for index in indices]
+        glosses = [self.glosses(index, rng) for index, rng in zip(indices, rngs, strict=True)]
+        points, mask, ends = render_batch(
+            list(zip(glosses, rngs, strict=True)), self.bank, self.variation, np.float16
+        )
+        landmarks, masks = torch.from_numpy(points), torch.from_numpy(mask)  # samples are views
+        starts = [0, *ends[:-1]]
+        return [
+            (words, landmarks[start:end], masks[start:end])
+            for words, start, end in zip(glosses, starts, ends, strict=True)
+        ]
 
     def leave_out_face(self) -> None:
         """Render without the face from now on: the profile ignores it (`data.ignore`)."""
