@@ -22,17 +22,18 @@ per-step overhead. The process is tuned as the CLI tunes it (`signconsole/runtim
 noise (see README.md).
 
 The headline figure is the whole `Engine.run()` (its loader workers preparing batches from the
-dataset, the next epoch's first ones during an epoch's end, setup and final checkpoint left out
-as the steady state is between the first and last logged step) for `--run-steps` steps, against
-a bare loop fed by an ideal loader: batches ready in memory, a pool of every k-th batch the run
-trains on (`--pool`, the same mix of lengths) cycled for as many steps, once on one torch
-thread and once on every core. The loop's time per step is fitted against the batch's padded
-frames (a + b * frames, least squares over its pass) and summed over exactly the batches of the
-run's steady span: the ratio is that time over the run's own for the same steps. The runs
-alternate with the reference passes (`--run-rounds`), so both see the same machine. The same is
-done with the engine's own step on the pool (the engine's thread count): against it, the run's
-ratio is the data path's cost alone. Each reference gets the median of its pair ratios; the
-headline is the lowest of those medians (the fastest reference). Target 0.98 or better.
+dataset, epoch ends, callbacks, everything after its first step) against a bare loop fed by an
+ideal loader, interleaved (benchmarks/interleaved.py): every `--block` steps the run pauses and
+the bare loop, on the engine's thread count, takes the same steps on the very batches the run
+just trained on, already in memory. bare/run time summed over every block of
+`--interleaved-runs` runs of `--interleaved-steps` steps. Target 0.98 or better.
+
+Also printed, the headline until 2026-12-02 17:00: whole runs of `--run-steps` steps paired
+with passes of reference loops over a resident pool of every k-th batch of the run (`--pool`),
+alternating (`--run-rounds`): the bare loop on one thread and on every core, and the engine's
+own step. Each loop's time per step is fitted against padded frames and summed over the run's
+steady steps; each reference gets the median of its pair ratios, and the figure is the lowest.
+Passes a minute apart drifted by up to ±10% against each other here, more than the gap sought.
 
 Numbers only: nothing here is asserted, and nothing runs it in the tests.
 """
@@ -62,6 +63,8 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from interleaved import interleaved_run, summarize  # noqa: E402  (next to this file)
+from pool_reference import paired_passes  # noqa: E402
 from training_paths import (  # noqa: E402  (next to this file; console_overhead.py uses them too)
     COMMON,
     MODELS,
@@ -73,15 +76,10 @@ from training_paths import (  # noqa: E402  (next to this file; console_overhead
     collate_batches,
     data_loading_seconds,
     engine_batches,
-    full_run,
     load,
-    padded_frames,
-    run_batches,
-    step_time_model,
     timed,
 )
 
-from signconsole.data.dataset import Batch  # noqa: E402
 from signconsole.data.layout import LAYOUT  # noqa: E402
 from signconsole.data.loader import resolve_loader  # noqa: E402
 from signconsole.engine.trainer import Engine  # noqa: E402
@@ -130,6 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="whole Engine.run()s, each paired with a bare pass",
     )
+    parser.add_argument(
+        "--interleaved-runs",
+        type=int,
+        default=2,
+        help="whole runs interleaved block by block with the bare loop (the headline); 0 = skip",
+    )
+    parser.add_argument(
+        "--interleaved-steps", type=int, help="steps of each interleaved run (default per model)"
+    )
+    parser.add_argument("--block", type=int, default=20, help="steps per interleaved block")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
         "--profile-steps", type=int, default=0, help="then cProfile the engine path this long"
@@ -216,109 +224,45 @@ def main(argv: list[str] | None = None) -> int:
             profile_order = [i % len(batches) for i in range(args.profile_steps)]
             profile_engine(paths[1], batches, profile_order, 30)
         recorded = sink.events
-        full_runs, bare_runs = [], []
-        thread_counts = sorted({engine_threads, bare_threads})
-        # The reference: a loop over batches that are ready and resident (an ideal loader),
-        # a pool of every k-th of the batches the run trains on (the same mix of lengths),
-        # cycled; its fitted time for the run's own steps is compared with the run's. Stepping
-        # on all of the run's batches instead would keep them all alive (~7 GB of whole vectors
-        # for the student's 120) and slowed the loop itself by up to 3x from pass to pass.
-        pool: list[Batch] = []
-        run_sizes: list[int] = []  # padded frames of each step's batch in the run, in order
-        if run_steps > 0:
-            run_order = run_batches(profile, data, run_steps, compact)
-            run_sizes = [padded_frames(b) for b in run_order]
-            pool = run_order[:: max(1, len(run_order) // args.pool)]
-            del run_order
-            print(
-                f"whole-run reference: {len(pool)} of the run's batches ({sum(b.frames for b in pool) / len(pool):.0f} "
-                f"frames a batch), cycled; the bare loop on {thread_counts} torch thread(s) "
-                f"and the engine's own step on {engine_threads}, every pair",
-                flush=True,
-            )
-        pool_order = [i % max(1, len(pool)) for i in range(run_steps)]
+        full = paired_passes(
+            profile,
+            data,
+            paths,
+            run_steps=run_steps,
+            rounds=args.run_rounds,
+            pool_size=args.pool,
+            compact=compact,
+            thread_counts=sorted({engine_threads, bare_threads}),
+            engine_threads=engine_threads,
+            runs_dir=Path(tmp),
+        )
+        interleaved = None
+        if args.interleaved_runs > 0:
+            # The headline: whole runs, each paused every `--block` steps for the bare loop to
+            # take the same steps on the same batches (benchmarks/interleaved.py).
+            interleaved_steps = args.interleaved_steps or 2 * DEFAULT_RUN_STEPS[args.model]
 
-        def reference_passes() -> dict[str, tuple[float, float]]:
-            """Each reference loop's fitted step time (seconds = a + b * padded frames)."""
-            models: dict[str, tuple[float, float]] = {}
-            # Every reference loop, each pair: which is fastest is decided over all pairs
-            # (below), not pair by pair, where the noise would pick the luckiest pass.
-            for threads in thread_counts:
-                torch.set_num_threads(threads)
-                per_step: list[tuple[int, float]] = []
-                name = f"bare loop, {threads} thread(s)"
-                bare_runs.append((name, timed(paths[0], pool, pool_order, per_step)))
-                models[name] = step_time_model(per_step)
-            # The engine's own step on the same resident pool, on the engine's thread
-            # count: against it, the run's ratio is the data path's cost alone, whatever
-            # the difference between the bare step and the engine's.
-            torch.set_num_threads(engine_threads)
-            per_step = []
-            timed(paths[1], pool, pool_order, per_step)
-            models["engine's step"] = step_time_model(per_step)
-            return models
+            def bare_path(run: Engine) -> BarePath:
+                model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
+                model.load_state_dict(run.model.state_dict())  # the run's initial weights
+                skip_zero_columns(model, data.train.model_input.columns)
+                return BarePath(model, profile)
 
-        for round_index in range(args.run_rounds if run_steps > 0 else 0):
-            # Alternating which goes first, so a drift in the machine's speed hits both.
-            bare_first = round_index % 2 == 1
-            if bare_first:
-                models = reference_passes()
-            full_runs.append(full_run(profile, data, run_steps, Path(tmp) / f"full{round_index}"))
-            if not bare_first:
-                models = reference_passes()
-            run = full_runs[-1]
-            first, last, engine_seconds = run["window"]
-            # Each loop's time for exactly the run's steps first+1..last: its per-step time
-            # against padded frames, fitted on its pool pass, summed over those batches.
-            seconds = {
-                name: sum(a + b * size for size in run_sizes[first:last])
-                for name, (a, b) in models.items()
-            }
-            run["ratios"] = {name: value / engine_seconds for name, value in seconds.items()}
-            # Where the run's time went: its steps themselves (against the same steps on the
-            # pool: > 1 when a step ran slower beside the loader worker), waiting for batches,
-            # and the rest of the loop (callbacks between steps, epoch ends).
-            in_steps = sum(run["step_seconds"])
-            waited = run["data_wait"]
-            run["step_slowdown"] = in_steps / seconds["engine's step"]
-            run["outside_share"] = (engine_seconds - in_steps) / engine_seconds
-            run["wait_share"] = waited / engine_seconds
-            compared = ", ".join(
-                f"{name} {value:.2f} s ({(last - first) / value:.2f} steps/s, ratio "
-                f"{run['ratios'][name]:.3f})"
-                for name, value in seconds.items()
-            )
-            print(
-                f"  whole run {round_index + 1}: engine.run() steps {first + 1}-{last} in "
-                f"{engine_seconds:.2f} s ({run['steady']:.2f} steps/s); on the resident pool: "
-                f"{compared}\n"
-                f"      in the run: steps {in_steps:.2f} s ({run['step_slowdown']:.3f}x "
-                f"the same steps on the pool), waiting for batches {waited:.3f} s, the rest of "
-                f"the loop {engine_seconds - in_steps - waited:.3f} s",
-                flush=True,
-            )
-        full = None
-        if full_runs:
-            full = dict(full_runs[len(full_runs) // 2])
-            # Per reference loop, the median of its pair ratios; the headline is against the
-            # reference that came out fastest (the lowest median). Taking the fastest loop pair
-            # by pair instead picks the noise: with three references each within ~5% from pass
-            # to pass, it ran ~4% under every single reference's median (2026-12-02 13:04:
-            # 0.969 against 1.010 and 1.012). That figure is still printed, as a floor.
-            medians = {
-                name: statistics.median(r["ratios"][name] for r in full_runs)
-                for name in full_runs[0]["ratios"]
-            }
-            full["reference"] = min(medians, key=medians.get)
-            full["medians"] = medians
-            full["ratio"] = medians[full["reference"]]
-            full["pair_ratios"] = [r["ratios"][full["reference"]] for r in full_runs]
-            full["floor"] = statistics.median(min(r["ratios"].values()) for r in full_runs)
-            # The table's bare row: the bare loop's faster thread count over all pairs.
-            bare_name = min((n for n in medians if n.startswith("bare")), key=medians.get)
-            passes = [t for name, t in bare_runs if name == bare_name]
-            full["bare"] = statistics.median(run_steps / t.wall for t in passes)
-            full["bare_fps"] = statistics.median(t.frames / t.wall for t in passes)
+            blocks = []
+            for index in range(args.interleaved_runs):
+                run_dir = Path(tmp) / f"interleaved{index}"
+                blocks.append(
+                    interleaved_run(
+                        profile, data, interleaved_steps, run_dir, bare_path, args.block
+                    )
+                )
+                ratios = ", ".join(f"{bare / run:.3f}" for run, bare in blocks[-1])
+                print(
+                    f"  interleaved run {index + 1}: {len(blocks[-1])} blocks of {args.block} "
+                    f"steps, bare/run {summarize([blocks[-1]])['ratio']:.3f} ({ratios})",
+                    flush=True,
+                )
+            interleaved = summarize(blocks)
         engine._close()
 
     def median(name: str, value) -> float:
@@ -355,22 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         for label, rate, fps, versus in (
             ("bare, pool of the run", full["bare"], f"{full['bare_fps']:.0f}", 1.0),
             ("engine.run() steady", full["steady"], f"{full['steady_fps']:.0f}", full["ratio"]),
-            # (its ratio: the headline, against the fastest reference loop)
+            # (its ratio: the pass-paired figure, against the fastest reference loop)
             ("engine.run() overall", full["overall"], "", None),
         ):
             shown = "" if versus is None else f"{versus:.3f}"
             print(f"{label:<22}{rate:>9.2f}{'':>8}{fps:>10}{'':>26}{shown:>8}")
     print()
+    if interleaved is not None:
+        print(
+            f"HEADLINE whole run, data included / a bare loop fed by an ideal loader, on the same "
+            f"batches, interleaved every {args.block} steps = {interleaved['ratio']:.3f} "
+            f"(summed over {interleaved['blocks']} blocks of {interleaved['runs']} runs; runs "
+            f"{', '.join(f'{r:.3f}' for r in interleaved['per_run'])}; block median "
+            f"{interleaved['median']:.3f}, quartiles {interleaved['low']:.3f}-"
+            f"{interleaved['high']:.3f}); target >= 0.98: "
+            f"{'met' if interleaved['ratio'] >= 0.98 else 'NOT met'}"
+        )
     if full is not None:
         ratios = full["pair_ratios"]
         print(
-            f"HEADLINE whole run, data included / the fastest loop fed by an ideal loader "
+            f"whole passes paired with a loop on a resident pool, against the fastest "
             f"({full['reference']}) = {full['ratio']:.3f} (median of {len(ratios)} alternating "
-            f"pairs, min {min(ratios):.3f}, max {max(ratios):.3f}); "
-            f"target >= 0.98: {'met' if full['ratio'] >= 0.98 else 'NOT met'}"
+            f"pairs, min {min(ratios):.3f}, max {max(ratios):.3f})"
         )
         for name, value in full["medians"].items():
-            values = ", ".join(f"{r['ratios'][name]:.3f}" for r in full_runs)
+            values = ", ".join(f"{r['ratios'][name]:.3f}" for r in full["runs"])
             print(f"  whole run / {name} on the resident pool: {value:.3f} (median; {values})")
         print(
             f"  whole run / whichever reference was fastest in each pair: {full['floor']:.3f} "
@@ -387,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("share of the run waiting for batches", "wait_share"),
         ):
-            values = [f[key] for f in full_runs]
+            values = [f[key] for f in full["runs"]]
             print(
                 f"  {label}: {statistics.median(values):.3f} "
                 f"(median; {', '.join(f'{v:.3f}' for v in values)})"
@@ -404,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             f"engine.run(): {full['steps']} steps in {full['wall']:.1f} s wall (setup, data "
             "checks, loader threads, final checkpoint included); steady = between the first and "
             "last StepLogged, frames/s = from the engine's own StepLogged.frames_per_second; "
-            f"{full['events']} events; the steady row's ratio is the headline"
+            f"{full['events']} events; the steady row's ratio is the pass-paired figure"
         )
     load_average = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in load_average)}")

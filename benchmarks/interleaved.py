@@ -1,0 +1,107 @@
+"""The whole run against a bare loop fed by an ideal loader, interleaved block by block.
+
+`engine_overhead.py`'s headline. Whole passes a minute apart drifted by up to ±10% against each
+other on the shared 2-vCPU machine (2026-12-02: single pairs 0.81-1.14 for the same code), more
+than the 2% the target allows; blocks of ~20 steps seconds apart, on the same batches, see the
+same machine.
+
+Import it after `signconsole.runtime.tune_process()`: it imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from training_paths import BarePath, StepTimedEngine
+
+from signconsole.data.dataset import Batch
+from signconsole.data.prepare import PreparedData
+from signconsole.engine.trainer import Engine
+from signconsole.events import EventBus
+
+
+class InterleavedEngine(StepTimedEngine):
+    """The whole run, paused every `block` steps for a bare loop fed by an ideal loader to take
+    the same steps on the very batches the run just trained on (already in memory). Each block
+    pair compares the same work a few seconds apart, where whole passes a minute apart drift by
+    up to ±10% on a shared machine.
+
+    The run's block is timed from the end of the previous bare block to the end of its last
+    step: waiting for batches, handing them over, the loop, callbacks and epoch ends are in it.
+    Its first steps find the batches the worker prefetched during the bare block (at most the
+    stream's prefetch, 4): that part of the worker's work overlaps the bare loop instead, so a
+    block of 20 shifts at most 4/20 of the worker's cost on the step (`loader_contention.py`)."""
+
+    def __init__(self, *args, bare_path: Callable[[Engine], BarePath], block: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.make_bare, self.block = bare_path, block
+        self.bare: BarePath | None = None
+        self.held: list[Batch] = []
+        self.blocks: list[tuple[float, float]] = []  # (run seconds, bare seconds) per block
+        self.resumed = 0.0
+
+    def take_step(self, batches) -> None:
+        if self.bare is None:
+            self.bare = self.make_bare(self)  # the engine's initial weights, before step 1
+        super().take_step(batches)
+        if self.state.step == 1:  # both loops' first step (lazy allocations) is left out
+            self.bare.step(batches[0])
+            self.resumed = time.perf_counter()
+            return
+        self.held.extend(batches)
+        if len(self.held) < self.block:
+            return
+        run_seconds = time.perf_counter() - self.resumed
+        start = time.perf_counter()
+        for batch in self.held:
+            self.bare.step(batch)
+        self.blocks.append((run_seconds, time.perf_counter() - start))
+        self.held = []
+        self.resumed = time.perf_counter()
+
+
+def interleaved_run(
+    profile,
+    data: PreparedData,
+    steps: int,
+    runs_dir: Path,
+    bare_path: Callable[[Engine], BarePath],
+    block: int,
+) -> list[tuple[float, float]]:
+    """A whole `Engine.run()` of `steps` steps interleaved block by block with a bare loop on
+    the same batches (`InterleavedEngine`): (run seconds, bare seconds) of each block."""
+    profile = dataclasses.replace(
+        profile, training=dataclasses.replace(profile.training, max_steps=steps)
+    )
+    engine = InterleavedEngine(
+        profile,
+        EventBus(),
+        runs_dir=runs_dir,
+        data=data,
+        freeze_gc=True,
+        bare_path=bare_path,
+        block=block,
+    )
+    engine.run()
+    return engine.blocks
+
+
+def summarize(blocks: list[list[tuple[float, float]]]) -> dict[str, float]:
+    """bare / run time over every block of every run (summed: the time-weighted figure), and
+    the median and quartiles of the block ratios."""
+    pairs = [pair for run in blocks for pair in run]
+    ratios = sorted(bare / run for run, bare in pairs)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {
+        "ratio": sum(bare for _, bare in pairs) / sum(run for run, _ in pairs),
+        "median": statistics.median(ratios),
+        "low": quartiles[0],
+        "high": quartiles[2],
+        "blocks": len(pairs),
+        "runs": len(blocks),
+        "per_run": [sum(b for _, b in run) / sum(r for r, _ in run) for run in blocks],
+    }
