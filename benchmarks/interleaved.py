@@ -25,10 +25,10 @@ from signconsole.events import EventBus
 
 
 class InterleavedEngine(StepTimedEngine):
-    """The whole run, paused every `block` steps for a bare loop fed by an ideal loader to take
+    """The whole run, paused every `block` steps for bare loops fed by an ideal loader to take
     the same steps on the very batches the run just trained on (already in memory). Each block
-    pair compares the same work a few seconds apart, where whole passes a minute apart drift by
-    up to ±10% on a shared machine.
+    compares the same work a few seconds apart, where whole passes a minute apart drift by up to
+    ±10% on a shared machine. The bare loops take turns going first, block by block.
 
     The run's block is timed from the end of the previous bare block to the end of its last
     step: waiting for batches, handing them over, the loop, callbacks and epoch ends are in it.
@@ -36,30 +36,36 @@ class InterleavedEngine(StepTimedEngine):
     stream's prefetch, 4): that part of the worker's work overlaps the bare loop instead, so a
     block of 20 shifts at most 4/20 of the worker's cost on the step (`loader_contention.py`)."""
 
-    def __init__(self, *args, bare_path: Callable[[Engine], BarePath], block: int, **kwargs):
+    def __init__(
+        self, *args, bare_paths: dict[str, Callable[[Engine], BarePath]], block: int, **kwargs
+    ):
         super().__init__(*args, **kwargs)
-        self.make_bare, self.block = bare_path, block
-        self.bare: BarePath | None = None
+        self.make_bare, self.block = bare_paths, block
+        self.bare: dict[str, BarePath] = {}
         self.held: list[Batch] = []
-        self.blocks: list[tuple[float, float]] = []  # (run seconds, bare seconds) per block
+        self.blocks: list[dict[str, float]] = []  # seconds of "run" and of each bare loop
         self.resumed = 0.0
 
     def take_step(self, batches) -> None:
-        if self.bare is None:
-            self.bare = self.make_bare(self)  # the engine's initial weights, before step 1
+        if not self.bare:  # the engine's initial weights, before step 1
+            self.bare = {name: make(self) for name, make in self.make_bare.items()}
         super().take_step(batches)
-        if self.state.step == 1:  # both loops' first step (lazy allocations) is left out
-            self.bare.step(batches[0])
+        if self.state.step == 1:  # every loop's first step (lazy allocations) is left out
+            for bare in self.bare.values():
+                bare.step(batches[0])
             self.resumed = time.perf_counter()
             return
         self.held.extend(batches)
         if len(self.held) < self.block:
             return
-        run_seconds = time.perf_counter() - self.resumed
-        start = time.perf_counter()
-        for batch in self.held:
-            self.bare.step(batch)
-        self.blocks.append((run_seconds, time.perf_counter() - start))
+        times = {"run": time.perf_counter() - self.resumed}
+        names = list(self.bare)
+        for name in names if len(self.blocks) % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            for batch in self.held:
+                self.bare[name].step(batch)
+            times[name] = time.perf_counter() - start
+        self.blocks.append(times)
         self.held = []
         self.resumed = time.perf_counter()
 
@@ -69,11 +75,11 @@ def interleaved_run(
     data: PreparedData,
     steps: int,
     runs_dir: Path,
-    bare_path: Callable[[Engine], BarePath],
+    bare_paths: dict[str, Callable[[Engine], BarePath]],
     block: int,
-) -> list[tuple[float, float]]:
-    """A whole `Engine.run()` of `steps` steps interleaved block by block with a bare loop on
-    the same batches (`InterleavedEngine`): (run seconds, bare seconds) of each block."""
+) -> list[dict[str, float]]:
+    """A whole `Engine.run()` of `steps` steps interleaved block by block with bare loops on
+    the same batches (`InterleavedEngine`): the seconds of the run and of each loop, a block."""
     profile = dataclasses.replace(
         profile, training=dataclasses.replace(profile.training, max_steps=steps)
     )
@@ -83,17 +89,17 @@ def interleaved_run(
         runs_dir=runs_dir,
         data=data,
         freeze_gc=True,
-        bare_path=bare_path,
+        bare_paths=bare_paths,
         block=block,
     )
     engine.run()
     return engine.blocks
 
 
-def summarize(blocks: list[list[tuple[float, float]]]) -> dict[str, float]:
-    """bare / run time over every block of every run (summed: the time-weighted figure), and
-    the median and quartiles of the block ratios."""
-    pairs = [pair for run in blocks for pair in run]
+def summarize(blocks: list[list[dict[str, float]]], name: str) -> dict:
+    """Loop `name`'s time / the run's, summed over every block of every run (the time-weighted
+    figure), and the median and quartiles of the block ratios."""
+    pairs = [(block["run"], block[name]) for run in blocks for block in run]
     ratios = sorted(bare / run for run, bare in pairs)
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     return {
@@ -103,5 +109,7 @@ def summarize(blocks: list[list[tuple[float, float]]]) -> dict[str, float]:
         "high": quartiles[2],
         "blocks": len(pairs),
         "runs": len(blocks),
-        "per_run": [sum(b for _, b in run) / sum(r for r, _ in run) for run in blocks],
+        "per_run": [
+            sum(block[name] for block in run) / sum(block["run"] for block in run) for run in blocks
+        ],
     }

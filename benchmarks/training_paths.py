@@ -54,10 +54,12 @@ class ConsoleSink:
 class BarePath:
     name = "bare"
 
-    def __init__(self, model: torch.nn.Module, profile) -> None:
+    def __init__(
+        self, model: torch.nn.Module, profile, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
         config = profile.optimizer
         self.model = model
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = optimizer or torch.optim.AdamW(
             model.parameters(),
             lr=config.learning_rate,
             betas=config.betas,
