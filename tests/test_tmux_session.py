@@ -29,6 +29,18 @@ SESSION = f"signconsole-test-{os.getpid()}"  # two checkouts may run it at once
 AXIS = re.compile(r"│ {7}(\d+) +(\d+)│")  # a chart's step axis: first and last step
 
 
+STEP = re.compile(r"step (\d+)/")
+STATE_REASONS = (
+    "SELECT json_extract(payload, '$.reason') FROM events WHERE type = 'StateChanged' ORDER BY rowid"
+)
+
+
+def status_step(text: str) -> int:
+    """The step the status line shows; -1 before it shows one."""
+    found = STEP.search(text.splitlines()[0] if text else "")
+    return int(found.group(1)) if found else -1
+
+
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
@@ -70,7 +82,13 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
     ]
     for override in overrides:
         command += ["--set", override]
-    environment = f"SIGNCONSOLE_CACHE={os.environ.get('SIGNCONSOLE_CACHE', '')} TERM=xterm-256color"
+    # pytest imports readline, and GNU readline exports COLUMNS=80 LINES=24 into the C environment
+    # (not os.environ), which tmux and the console inherit: Textual would then draw 80x24 in the
+    # 120x36 pane. `env -u` drops them so the console sizes itself from the terminal, as for a user.
+    environment = (
+        f"-u COLUMNS -u LINES SIGNCONSOLE_CACHE={os.environ.get('SIGNCONSOLE_CACHE', '')} "
+        "TERM=xterm-256color"
+    )
     shell = f"cd {ROOT} && env {environment} {' '.join(repr(c) for c in command)}; echo EXITED=$?; sleep 30"
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", shell)
@@ -99,10 +117,16 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
         shot("unfrozen", wait_screen(lambda s: "stage fusion unfrozen" in s, "the unfreeze event"))
         assert "PAUSED" in shots["unfrozen"]  # commands apply while paused
 
+        paused_at = status_step(shots["unfrozen"])
         tmux("send-keys", "-t", SESSION, "Space")
+        # The status line, not the events tab: new alarms and checkpoints can push the resume
+        # event out of view between two captures. run.db holds it, checked below.
         shot(
             "resumed",
-            wait_screen(lambda s: "RUNNING" in s and "resumed by user" in s, "training to resume"),
+            wait_screen(
+                lambda s: "RUNNING" in s.splitlines()[0] and status_step(s) > paused_at,
+                "training to resume",
+            ),
         )
 
         tmux("send-keys", "-t", SESSION, "q")
@@ -117,6 +141,9 @@ def test_console_in_tmux_pause_unfreeze_resume_quit(tmp_path: Path) -> None:
 
     # Resume it headless for a few more steps, then review it: the whole run, not the tail.
     run_dir = checkpoints[0].parent.parent
+    with sqlite3.connect(run_dir / "run.db") as db:
+        reasons = [r for (r,) in db.execute(STATE_REASONS)]
+    assert "resumed by user" in reasons[reasons.index("paused by user") :], reasons
     stopped = int(
         sqlite3.connect(run_dir / "run.db").execute("SELECT max(step) FROM metrics").fetchone()[0]
     )
