@@ -31,7 +31,8 @@ AXIS = re.compile(r"│ {7}(\d+) +(\d+)│")  # a chart's step axis: first and l
 
 STEP = re.compile(r"step (\d+)/")
 STATE_REASONS = (
-    "SELECT json_extract(payload, '$.reason') FROM events WHERE type = 'StateChanged' ORDER BY rowid"
+    "SELECT json_extract(payload, '$.reason') FROM events"
+    " WHERE type = 'StateChanged' ORDER BY rowid"
 )
 
 
