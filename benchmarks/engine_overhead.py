@@ -325,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"interleaved every {args.block} steps = {figure['ratio']:.3f} (summed over "
                 f"{figure['blocks']} blocks of {figure['runs']} runs; runs "
                 f"{', '.join(f'{r:.3f}' for r in figure['per_run'])}; block median "
-                f"{figure['median']:.3f}, quartiles {figure['low']:.3f}-{figure['high']:.3f})"
+                f"{figure['median']:.3f}, quartiles {figure['low']:.3f}-{figure['high']:.3f}, "
+                f"standard error {figure['stderr']:.3f}; without each run's first "
+                f"{figure['warmup_blocks']} blocks {figure['steady']:.3f})"
                 + (
                     f"; target >= 0.98: {'met' if figure['ratio'] >= 0.98 else 'NOT met'}"
                     if index == 0
