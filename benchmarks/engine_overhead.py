@@ -26,8 +26,8 @@ dataset, epoch ends, callbacks, everything after its first step) against a bare 
 ideal loader, interleaved (benchmarks/interleaved.py): every `--block` steps the run pauses and
 the bare loop, on the engine's thread count, takes the same steps on the very batches the run
 just trained on, already in memory, stepping the run's own model with the run's optimizer
-(identical instances of one model ran 0-5% apart in one process: placement in memory, not
-the engine). bare/run time summed over every block of `--interleaved-runs` runs of
+(it removes any difference of model instance from the comparison; on 2026-12-02 the two loops
+differed by 2-5%, on 2026-12-03 by under 0.5%). bare/run time summed over every block of `--interleaved-runs` runs of
 `--interleaved-steps` steps. Target 0.98 or better. Also printed: the same against a bare loop
 on a model of its own.
 
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                 skip_zero_columns(model, data.train.model_input.columns)
                 return BarePath(model, profile)
 
-            # The headline's loop steps the run's own model with the run's optimizer: identical
-            # instances of one model ran 0-5% apart in one process (benchmarks/README.md,
-            # 2026-12-02 18:38), which is the engine's placement in memory, not its cost.
+            # The headline's loop steps the run's own model with the run's optimizer, so no
+            # difference of model instance enters the comparison (benchmarks/README.md: the two
+            # loops differed by 2-5% on 2026-12-02, by under 0.5% on 2026-12-03).
             loops = {
                 "bare loop, the run's model": lambda run: BarePath(
                     run.model, profile, run.optimizer
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{figure['blocks']} blocks of {figure['runs']} runs; runs "
                 f"{', '.join(f'{r:.3f}' for r in figure['per_run'])}; block median "
                 f"{figure['median']:.3f}, quartiles {figure['low']:.3f}-{figure['high']:.3f}, "
-                f"standard error {figure['stderr']:.3f}; without each run's first "
+                f"standard error of the block mean {figure['stderr']:.3f}; without each run's first "
                 f"{figure['warmup_blocks']} blocks {figure['steady']:.3f})"
                 + (
                     f"; target >= 0.98: {'met' if figure['ratio'] >= 0.98 else 'NOT met'}"

@@ -100,11 +100,13 @@ def summarize(blocks: list[list[dict[str, float]]], name: str, warmup: int = 2) 
     """Loop `name`'s time / the run's, summed over every block of every run (the time-weighted
     figure), the median and quartiles of the block ratios, and the standard error of their mean.
 
-    "steady" is the same sum without each run's first `warmup` blocks. There the run takes its
-    largest batches for the first time and faults in the memory they need (5,000-20,000 page
-    faults a block against a few hundred for the loop after it, 2026-12-03): whoever steps first
-    on new memory pays for it, and in a block that is always the run. A bare loop in a process
-    of its own would pay it too, so the headline keeps it and "steady" shows its share."""
+    "steady" is the same sum without each run's first `warmup` blocks. There the run meets
+    longer and longer batches (a run's first epoch runs short to long) and faults in the
+    memory they need: 5,000-20,000 page faults a block in the training thread against 50-2,700
+    for the loop that steps the same batches after it (2026-12-03). Whoever steps first on new
+    memory pays for it, and in a block that is always the run. A bare loop in a process of its
+    own would meet the same new memory (not measured), so the headline keeps these blocks and
+    "steady" shows their share."""
 
     def ratio(chosen: list[dict[str, float]]) -> float:
         return sum(block[name] for block in chosen) / sum(block["run"] for block in chosen)
