@@ -27,9 +27,12 @@ ideal loader, interleaved (benchmarks/interleaved.py): every `--block` steps the
 the bare loop, on the engine's thread count, takes the same steps on the very batches the run
 just trained on, already in memory, stepping the run's own model with the run's optimizer
 (it removes any difference of model instance from the comparison; on 2026-12-02 the two loops
-differed by 2-5%, on 2026-12-03 by under 0.5%). bare/run time summed over every block of `--interleaved-runs` runs of
-`--interleaved-steps` steps. Target 0.98 or better. Also printed: the same against a bare loop
-on a model of its own.
+differed by 2-5%, on 2026-12-03 by under 0.5%). bare/run time summed over every block of
+`--interleaved-runs` runs of `--interleaved-steps` steps. Target 0.98 or better. Also printed:
+the same against a bare loop in a process of its own (spawned, a model of its own, each block's
+batches unpickled into its memory before the block is timed: a training script fed by an ideal
+loader), and per run, block by block, the page faults of the run and the loops, the run's time
+in its steps and waiting for batches, and the loader worker's CPU time.
 
 Also printed, the headline until 2026-12-02 17:00: whole runs of `--run-steps` steps paired
 with passes of reference loops over a resident pool of every k-th batch of the run (`--pool`),
@@ -66,7 +69,12 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from interleaved import interleaved_run, summarize  # noqa: E402  (next to this file)
+from interleaved import (  # noqa: E402  (next to this file)
+    InProcessLoop,
+    LoopProcess,
+    interleaved_run,
+    summarize,
+)
 from pool_reference import paired_passes  # noqa: E402
 from training_paths import (  # noqa: E402  (next to this file; console_overhead.py uses them too)
     COMMON,
@@ -245,20 +253,15 @@ def main(argv: list[str] | None = None) -> int:
             # take the same steps on the same batches (benchmarks/interleaved.py).
             interleaved_steps = args.interleaved_steps or 2 * DEFAULT_RUN_STEPS[args.model]
 
-            def own_model(run: Engine) -> BarePath:
-                model = build_model(profile.model, LAYOUT.dim, len(data.vocabulary))
-                model.load_state_dict(run.model.state_dict())  # the run's initial weights
-                skip_zero_columns(model, data.train.model_input.columns)
-                return BarePath(model, profile)
-
-            # The headline's loop steps the run's own model with the run's optimizer, so no
-            # difference of model instance enters the comparison (benchmarks/README.md: the two
-            # loops differed by 2-5% on 2026-12-02, by under 0.5% on 2026-12-03).
+            # The headline's loop steps the run's own model with the run's optimizer (no
+            # difference of model instance) in the run's process, where it finds the memory
+            # the run's steps just faulted in; the loop in a process of its own does not
+            # (benchmarks/README.md, 2026-12-03 06:00-07:00).
             loops = {
-                "bare loop, the run's model": lambda run: BarePath(
-                    run.model, profile, run.optimizer
+                "bare loop in the run's process, the run's model": lambda run: InProcessLoop(
+                    BarePath(run.model, profile, run.optimizer)
                 ),
-                "bare loop, its own model": own_model,
+                "bare loop in a process of its own": lambda run: LoopProcess(profile, run),
             }
             blocks = []
             for index in range(args.interleaved_runs):
@@ -274,6 +277,32 @@ def main(argv: list[str] | None = None) -> int:
                         f" ({ratios})",
                         flush=True,
                     )
+                first = blocks[-1]
+                print(
+                    "    minor page faults a block: "
+                    + "; ".join(
+                        f"{who} {', '.join(str(int(b[f'{who} faults'])) for b in first)}"
+                        for who in ("run", *loops)
+                    )
+                    + "; huge pages faulted in during the run's blocks (machine-wide) "
+                    + ", ".join(str(int(b["run huge page faults"])) for b in first),
+                    flush=True,
+                )
+                print(
+                    "    the run's blocks, seconds (take_step / waiting for batches / the rest): "
+                    + ", ".join(
+                        f"{b['run steps']:.2f}/{b['run waiting']:.3f}/"
+                        f"{b['run'] - b['run steps'] - b['run waiting']:.3f}"
+                        for b in first
+                    )
+                    + "; the loader worker's CPU seconds in the run's block and the loops' "
+                    + ", ".join(
+                        f"{b['worker busy']:.2f}/{b['worker busy in loops']:.2f}" for b in first
+                    )
+                    + "; the loops': "
+                    + "; ".join(", ".join(f"{b[name]:.2f}" for b in first) for name in loops),
+                    flush=True,
+                )
             interleaved = {name: summarize(blocks, name) for name in loops}
         engine._close()
 

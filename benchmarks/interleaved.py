@@ -11,17 +11,128 @@ Import it after `signconsole.runtime.tune_process()`: it imports torch.
 from __future__ import annotations
 
 import dataclasses
+import io
+import multiprocessing
+import os
+import pickle
+import resource
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+import torch
 from training_paths import BarePath, StepTimedEngine
 
 from signconsole.data.dataset import Batch
+from signconsole.data.layout import LAYOUT
 from signconsole.data.prepare import PreparedData
 from signconsole.engine.trainer import Engine
 from signconsole.events import EventBus
+from signconsole.models.fusion import skip_zero_columns
+from signconsole.models.registry import build_model
+from signconsole.runtime import tune_process
+
+
+class Loop(Protocol):
+    def time_block(self, batches: list[Batch]) -> tuple[float, int]:
+        """Steps `batches` in order: (seconds, minor page faults)."""
+        ...
+
+
+class InProcessLoop:
+    """A bare loop in the run's own process and thread: it finds the memory the run's steps
+    just faulted in."""
+
+    def __init__(self, path: BarePath) -> None:
+        self.path = path
+
+    def time_block(self, batches: list[Batch]) -> tuple[float, int]:
+        faults = _thread_faults()
+        start = time.perf_counter()
+        for batch in batches:
+            self.path.step(batch)
+        return time.perf_counter() - start, _thread_faults() - faults
+
+
+class LoopProcess:
+    """A bare loop in a process of its own, as a training script fed by an ideal loader runs:
+    spawned (not forked), so its memory is its own and it faults in what its steps need the
+    first time they need it, as the run does. Each block's batches reach it through a pipe
+    before the block is timed, already unpickled into its memory: the ideal loader.
+
+    It steps a model of its own: the run's initial weights, the same code as `BarePath`, on
+    the engine's torch thread count."""
+
+    def __init__(self, profile, run: Engine) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        weights = io.BytesIO()
+        torch.save(run.model.state_dict(), weights)
+        columns = run.data.train.model_input.columns
+        setting = (profile, len(run.data.vocabulary), columns, weights.getvalue())
+        self.process = context.Process(
+            target=_serve_loop, args=(child, setting, torch.get_num_threads()), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.connection.recv()  # built and ready
+
+    def time_block(self, batches: list[Batch]) -> tuple[float, int]:
+        self.connection.send_bytes(pickle.dumps(batches))
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.connection.close()
+        self.process.join(timeout=30)
+
+
+def _serve_loop(connection, setting, threads: int) -> None:
+    """The loop process: build the model, then time each block of batches it is sent."""
+    tune_process()  # as the CLI does (the spawned interpreter has imported torch already)
+    torch.set_num_threads(threads)
+    profile, vocabulary_size, columns, weights = setting
+    model = build_model(profile.model, LAYOUT.dim, vocabulary_size)
+    model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    skip_zero_columns(model, columns)
+    loop = InProcessLoop(BarePath(model, profile))
+    connection.send("ready")
+    while True:
+        try:
+            batches = pickle.loads(connection.recv_bytes())
+        except EOFError:
+            return
+        connection.send(loop.time_block(batches))
+
+
+def _thread_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def _huge_page_faults() -> int:
+    """Transparent huge pages the kernel has faulted in, machine-wide (a 2 MB zero-fill each,
+    counted once in a thread's minor faults; 0 where /proc/vmstat does not say)."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("thp_fault_alloc "):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _worker_cpu_seconds(engine: Engine) -> float:
+    """CPU seconds the run's loader worker processes have used so far (0 without any)."""
+    pool = getattr(engine.loader, "_pool", None)
+    total = 0.0
+    for pid in getattr(pool, "_processes", None) or {}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 class InterleavedEngine(StepTimedEngine):
@@ -33,41 +144,55 @@ class InterleavedEngine(StepTimedEngine):
     The run's block is timed from the end of the previous bare block to the end of its last
     step: waiting for batches, handing them over, the loop, callbacks and epoch ends are in it.
     Its first steps find the batches the worker prefetched during the bare block (at most the
-    stream's prefetch, 4): that part of the worker's work overlaps the bare loop instead, so a
-    block of 20 shifts at most 4/20 of the worker's cost on the step (`loader_contention.py`)."""
+    stream's prefetch, 4); measured, the worker had them ready before the bare blocks began and
+    used no CPU during them (2026-12-03), so all of its cost on the step is in the run's
+    blocks. Also kept a block: the minor page faults of the run's training thread and of each
+    loop, the run's time in `take_step` and waiting for batches, and the worker's CPU time."""
 
-    def __init__(
-        self, *args, bare_paths: dict[str, Callable[[Engine], BarePath]], block: int, **kwargs
-    ):
+    def __init__(self, *args, loops: dict[str, Callable[[Engine], Loop]], block: int, **kwargs):
         super().__init__(*args, **kwargs)
-        self.make_bare, self.block = bare_paths, block
-        self.bare: dict[str, BarePath] = {}
+        self.make_loops, self.block = loops, block
+        self.loops: dict[str, Loop] = {}
         self.held: list[Batch] = []
-        self.blocks: list[dict[str, float]] = []  # seconds of "run" and of each bare loop
-        self.resumed = 0.0
+        # Per block: seconds of "run" and of each loop, and "<name> faults" (minor page faults
+        # of the run's training thread and of each loop).
+        self.blocks: list[dict[str, float]] = []
+        self.resumed, self.faults, self.worker_cpu, self.huge_faults = 0.0, 0, 0.0, 0
 
     def take_step(self, batches) -> None:
-        if not self.bare:  # the engine's initial weights, before step 1
-            self.bare = {name: make(self) for name, make in self.make_bare.items()}
+        if not self.loops:  # the engine's initial weights, before step 1
+            self.loops = {name: make(self) for name, make in self.make_loops.items()}
         super().take_step(batches)
         if self.state.step == 1:  # every loop's first step (lazy allocations) is left out
-            for bare in self.bare.values():
-                bare.step(batches[0])
-            self.resumed = time.perf_counter()
+            for loop in self.loops.values():
+                loop.time_block(batches[:1])
+            self.resumed, self.faults = time.perf_counter(), _thread_faults()
+            self.worker_cpu, self.huge_faults = _worker_cpu_seconds(self), _huge_page_faults()
             return
         self.held.extend(batches)
         if len(self.held) < self.block:
             return
-        times = {"run": time.perf_counter() - self.resumed}
-        names = list(self.bare)
+        times = {"run": time.perf_counter() - self.resumed, "run faults": _thread_faults()}
+        times["run faults"] -= self.faults
+        times["run huge page faults"] = _huge_page_faults() - self.huge_faults
+        times["run steps"] = sum(self.step_seconds[-self.block :])  # take_step: step, callbacks
+        times["run waiting"] = self.waited[-1] - self.waited[-self.block - 1]
+        worker = _worker_cpu_seconds(self)
+        times["worker busy"], self.worker_cpu = worker - self.worker_cpu, worker
+        names = list(self.loops)
         for name in names if len(self.blocks) % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            for batch in self.held:
-                self.bare[name].step(batch)
-            times[name] = time.perf_counter() - start
+            times[name], times[f"{name} faults"] = self.loops[name].time_block(self.held)
+        worker = _worker_cpu_seconds(self)
+        times["worker busy in loops"], self.worker_cpu = worker - self.worker_cpu, worker
         self.blocks.append(times)
         self.held = []
-        self.resumed = time.perf_counter()
+        self.resumed, self.faults = time.perf_counter(), _thread_faults()
+        self.huge_faults = _huge_page_faults()
+
+    def close_loops(self) -> None:
+        for loop in self.loops.values():
+            if isinstance(loop, LoopProcess):
+                loop.close()
 
 
 def interleaved_run(
@@ -75,7 +200,7 @@ def interleaved_run(
     data: PreparedData,
     steps: int,
     runs_dir: Path,
-    bare_paths: dict[str, Callable[[Engine], BarePath]],
+    loops: dict[str, Callable[[Engine], Loop]],
     block: int,
 ) -> list[dict[str, float]]:
     """A whole `Engine.run()` of `steps` steps interleaved block by block with bare loops on
@@ -89,10 +214,13 @@ def interleaved_run(
         runs_dir=runs_dir,
         data=data,
         freeze_gc=True,
-        bare_paths=bare_paths,
+        loops=loops,
         block=block,
     )
-    engine.run()
+    try:
+        engine.run()
+    finally:
+        engine.close_loops()
     return engine.blocks
 
 
@@ -100,13 +228,16 @@ def summarize(blocks: list[list[dict[str, float]]], name: str, warmup: int = 2) 
     """Loop `name`'s time / the run's, summed over every block of every run (the time-weighted
     figure), the median and quartiles of the block ratios, and the standard error of their mean.
 
-    "steady" is the same sum without each run's first `warmup` blocks. There the run meets
-    longer and longer batches (a run's first epoch runs short to long) and faults in the
-    memory they need: 5,000-20,000 page faults a block in the training thread against 50-2,700
-    for the loop that steps the same batches after it (2026-12-03). Whoever steps first on new
-    memory pays for it, and in a block that is always the run. A bare loop in a process of its
-    own would meet the same new memory (not measured), so the headline keeps these blocks and
-    "steady" shows their share."""
+    "steady" is the same sum without each run's first `warmup` blocks, where the run's step is
+    3-10% slower than the loops' on the same batches (2026-12-03, benchmarks/README.md
+    "06:00-07:00"): there the first epoch's ever longer batches need new memory, and the run's
+    training thread faults in 2,500-17,800 pages a block (and 34-90 huge pages are faulted in
+    machine-wide, 0-5 in later blocks) where a loop in its process takes 20-1,300 and one in a
+    process of its own 116-2,100 (its batches, unpickled into its heap before each block is
+    timed, leave it memory to reuse). Waiting for batches and the loop around the step are
+    under 0.3% of those blocks; the loader worker is busy 34-36% of block 1, 26-32% of later
+    ones.
+    The headline keeps these blocks; "steady" shows their share."""
 
     def ratio(chosen: list[dict[str, float]]) -> float:
         return sum(block[name] for block in chosen) / sum(block["run"] for block in chosen)
