@@ -163,3 +163,15 @@ def test_compare_leaves_out_the_damaged_run_and_compares_the_rest(
     assert main(["compare", "20260101-000000-good", "random-bytes", "--dir", str(runs_dir)]) == 2
     err = capsys.readouterr().err
     assert "two or more readable runs; 1 left" in err and "Traceback" not in err
+
+
+def test_review_commands_take_the_runs_directory_by_the_name_run_and_the_console_use(
+    runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `signconsole run` and the console spell it --runs-dir; a user carries that over.
+    assert main(["runs", "--dir", str(runs_dir)]) == 0
+    by_dir = capsys.readouterr().out
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out == by_dir
+    assert main(["export", "20260101-000000-good", "--runs-dir", str(runs_dir)]) == 0
+    assert "20260101-000000-good" in capsys.readouterr().out
