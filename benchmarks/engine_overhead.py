@@ -277,15 +277,15 @@ def main(argv: list[str] | None = None) -> int:
                         f" ({ratios})",
                         flush=True,
                     )
-                first = blocks[-1]
+                run_blocks = blocks[-1]
                 print(
                     "    minor page faults a block: "
                     + "; ".join(
-                        f"{who} {', '.join(str(int(b[f'{who} faults'])) for b in first)}"
+                        f"{who} {', '.join(str(int(b[f'{who} faults'])) for b in run_blocks)}"
                         for who in ("run", *loops)
                     )
                     + "; huge pages faulted in during the run's blocks (machine-wide) "
-                    + ", ".join(str(int(b["run huge page faults"])) for b in first),
+                    + ", ".join(str(int(b["run huge page faults"])) for b in run_blocks),
                     flush=True,
                 )
                 print(
@@ -293,14 +293,15 @@ def main(argv: list[str] | None = None) -> int:
                     + ", ".join(
                         f"{b['run steps']:.2f}/{b['run waiting']:.3f}/"
                         f"{b['run'] - b['run steps'] - b['run waiting']:.3f}"
-                        for b in first
+                        for b in run_blocks
                     )
                     + "; the loader worker's CPU seconds in the run's block and the loops' "
                     + ", ".join(
-                        f"{b['worker busy']:.2f}/{b['worker busy in loops']:.2f}" for b in first
+                        f"{b['worker busy']:.2f}/{b['worker busy in loops']:.2f}"
+                        for b in run_blocks
                     )
                     + "; the loops': "
-                    + "; ".join(", ".join(f"{b[name]:.2f}" for b in first) for name in loops),
+                    + "; ".join(", ".join(f"{b[name]:.2f}" for b in run_blocks) for name in loops),
                     flush=True,
                 )
             interleaved = {name: summarize(blocks, name) for name in loops}

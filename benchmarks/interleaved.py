@@ -40,6 +40,8 @@ class Loop(Protocol):
         """Steps `batches` in order: (seconds, minor page faults)."""
         ...
 
+    def close(self) -> None: ...
+
 
 class InProcessLoop:
     """A bare loop in the run's own process and thread: it finds the memory the run's steps
@@ -55,12 +57,16 @@ class InProcessLoop:
             self.path.step(batch)
         return time.perf_counter() - start, _thread_faults() - faults
 
+    def close(self) -> None:
+        pass  # nothing of its own to release
+
 
 class LoopProcess:
     """A bare loop in a process of its own, as a training script fed by an ideal loader runs:
-    spawned (not forked), so its memory is its own and it faults in what its steps need the
-    first time they need it, as the run does. Each block's batches reach it through a pipe
-    before the block is timed, already unpickled into its memory: the ideal loader.
+    spawned (not forked), so no memory the run touched is shared with it. Each block's batches
+    reach it through a pipe before the block is timed, already unpickled into its memory: the
+    ideal loader. (Those batches, freed after their block, probably leave its heap memory that
+    the next block's steps reuse: it faulted 116-1,950 times in its first blocks, 2026-12-03.)
 
     It steps a model of its own: the run's initial weights, the same code as `BarePath`, on
     the engine's torch thread count."""
@@ -90,7 +96,9 @@ class LoopProcess:
 
 def _serve_loop(connection, setting, threads: int) -> None:
     """The loop process: build the model, then time each block of batches it is sent."""
-    tune_process()  # as the CLI does (the spawned interpreter has imported torch already)
+    # The environment (OpenMP policy, huge pages) is the parent's, inherited; malloc's pinned
+    # thresholds are per process and set again here.
+    tune_process()
     torch.set_num_threads(threads)
     profile, vocabulary_size, columns, weights = setting
     model = build_model(profile.model, LAYOUT.dim, vocabulary_size)
@@ -191,8 +199,7 @@ class InterleavedEngine(StepTimedEngine):
 
     def close_loops(self) -> None:
         for loop in self.loops.values():
-            if isinstance(loop, LoopProcess):
-                loop.close()
+            loop.close()
 
 
 def interleaved_run(
@@ -228,16 +235,11 @@ def summarize(blocks: list[list[dict[str, float]]], name: str, warmup: int = 2) 
     """Loop `name`'s time / the run's, summed over every block of every run (the time-weighted
     figure), the median and quartiles of the block ratios, and the standard error of their mean.
 
-    "steady" is the same sum without each run's first `warmup` blocks, where the run's step is
-    3-10% slower than the loops' on the same batches (2026-12-03, benchmarks/README.md
-    "06:00-07:00"): there the first epoch's ever longer batches need new memory, and the run's
-    training thread faults in 2,500-17,800 pages a block (and 34-90 huge pages are faulted in
-    machine-wide, 0-5 in later blocks) where a loop in its process takes 20-1,300 and one in a
-    process of its own 116-2,100 (its batches, unpickled into its heap before each block is
-    timed, leave it memory to reuse). Waiting for batches and the loop around the step are
-    under 0.3% of those blocks; the loader worker is busy 34-36% of block 1, 26-32% of later
-    ones.
-    The headline keeps these blocks; "steady" shows their share."""
+    "steady" is the same sum without each run's first `warmup` blocks. There the run's step is
+    3-10% slower than the loops' on the same batches: the first epoch runs short to long, and
+    the run's training thread faults in several times the pages either loop does (2026-12-03;
+    benchmarks/README.md "06:00-07:00" has the figures, which explain part of the gap). The
+    headline keeps these blocks; "steady" shows their share."""
 
     def ratio(chosen: list[dict[str, float]]) -> float:
         return sum(block[name] for block in chosen) / sum(block["run"] for block in chosen)

@@ -42,6 +42,12 @@ COMMANDS = (
 )
 
 
+def _runs_dir_option(command: argparse.ArgumentParser, description: str) -> None:
+    """The review commands' runs directory: `--dir`, or `--runs-dir` as `run` and the console
+    spell it."""
+    command.add_argument("--dir", "--runs-dir", default="runs", help=description)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signconsole",
@@ -83,13 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     runs = commands.add_parser("runs", help="list past and running runs")
-    runs.add_argument("--dir", "--runs-dir", default="runs", help="runs directory (default: runs/)")
+    _runs_dir_option(runs, "runs directory (default: runs/)")
     runs.add_argument("--kind", choices=("teacher", "student", "distill"))
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
 
     show = commands.add_parser("show", help="review a run (follows it live if still training)")
     show.add_argument("run", help="run directory, or a run name in --dir (newest match)")
-    show.add_argument("--dir", "--runs-dir", default="runs", help="runs directory (default: runs/)")
+    _runs_dir_option(show, "runs directory (default: runs/)")
     show.add_argument(
         "--steps", metavar="START:END", help="open zoomed to a step range, e.g. 1000:5000"
     )
@@ -98,9 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         "compare", help="compare runs: curves, best metrics, profile diff"
     )
     compare.add_argument("runs", nargs="+", help="run directories or run names in --dir")
-    compare.add_argument(
-        "--dir", "--runs-dir", default="runs", help="runs directory (default: runs/)"
-    )
+    _runs_dir_option(compare, "runs directory (default: runs/)")
     compare.add_argument("--steps", metavar="START:END", help="only this step range in the curves")
 
     doctor = commands.add_parser("doctor", help="pre-flight checks and the overfit test")
@@ -138,9 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         "--beam", type=int, default=1, help="beam width; 1 = greedy decoding (as in training)"
     )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    evaluate.add_argument(
-        "--dir", "--runs-dir", default="runs", help="runs directory for run names"
-    )
+    _runs_dir_option(evaluate, "runs directory for run names")
     evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
     evaluate.add_argument(
         "--ctm", metavar="FILE", help="write hypotheses as CTM (for the Phoenix sclite scoring)"
@@ -153,15 +155,13 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("files", nargs="+", help=".pose, landmark .npz/.npy or feature .npy")
     decode.add_argument("--beam", type=int, default=5)
     decode.add_argument("--device", default="auto")
-    decode.add_argument("--dir", "--runs-dir", default="runs", help="runs directory for run names")
+    _runs_dir_option(decode, "runs directory for run names")
     decode.add_argument(
         "--allow-untrained", action="store_true", help="decode with a checkpoint at step 0 anyway"
     )
     export = commands.add_parser("export", help="export a run's metrics (csv, tensorboard)")
     export.add_argument("run", help="run directory, or a run name in --dir")
-    export.add_argument(
-        "--dir", "--runs-dir", default="runs", help="runs directory (default: runs/)"
-    )
+    _runs_dir_option(export, "runs directory (default: runs/)")
     export.add_argument("--format", choices=("csv", "tensorboard"), default="csv")
     export.add_argument(
         "--out", help="output directory (default: RUN/export-csv or RUN/tensorboard)"
