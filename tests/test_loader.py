@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from signconsole.data import loader as loader_module
-from signconsole.data.collating import Featurizer, collate_raw, shared_zeros
+from signconsole.data import slots
+from signconsole.data.collating import Featurizer, collate_raw
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, collate
 from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.loader import (
-    KEPT_BATCHES,
     LoaderError,
     LoaderWorkers,
     batch_stream,
@@ -153,10 +153,10 @@ def test_worker_processes_survive_ctrl_c_and_a_killed_one_is_one_clear_error(
     assert not loader_workers()
 
 
-def start_worker_without_room(prepare, parent, workers) -> None:
+def start_worker_without_room(prepare, parent) -> None:
     """A worker whose shared-memory files cannot grow past 64 KB, as in a full /dev/shm (torch
     raises its own error either way: here EFBIG, there ENOSPC)."""
-    loader_module._start_worker_unlimited(prepare, parent, workers)
+    loader_module._start_worker_unlimited(prepare, parent)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
 
@@ -221,22 +221,6 @@ def test_a_worker_process_exits_when_its_trainer_is_killed() -> None:
     assert not running(workers[0])
 
 
-def test_a_worker_builds_its_features_in_shared_memory_unchanged(spelled_data, monkeypatch) -> None:
-    """In a worker process the 6516-vector is written straight into shared memory (handed over
-    by descriptor, not copied when pickled): the same values, zeros in the skipped columns."""
-    train = spelled_data.train
-    batches = epoch_batches(train)[:2]
-    plain = list(batch_stream(train, batches, "cpu", workers=0))
-    monkeypatch.setattr(Featurizer, "shared_output", True)
-    worker = LoaderWorkers(train, "cpu", 0)  # what a worker process runs: `prepare`
-    shared = [worker.prepare(0, indices) for indices in batches]
-    for a, b in zip(shared, plain, strict=True):
-        assert a.features.is_shared() and not b.features.is_shared()
-        assert torch.equal(a.features, b.features)
-    zeros = shared_zeros((3, 5, 7), torch.float32)
-    assert zeros.is_shared() and zeros.shape == (3, 5, 7) and not zeros.any()
-
-
 @pytest.mark.parametrize("loader", LOADERS)
 def test_compact_batches_hold_the_derived_columns_of_the_whole_vector(
     spelled_data, loader: str
@@ -291,30 +275,37 @@ def shared_batches_held(pid: int, at_least: int) -> int:
 
 
 @pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
-def test_a_worker_process_frees_the_batches_it_returned_after_the_training_loop_drops_them(
+def test_a_worker_process_reuses_a_few_shared_memory_slots_for_all_its_batches(
     spelled_data,
 ) -> None:
-    """A batch in shared memory is freed by the process that drops it last. The worker keeps its
-    last batches alive, so freeing their pages (most of a ~3.7 ms drop) happens on its core and
-    not in the training thread between two steps; and it keeps no more than that."""
+    """A worker hands its batches over in shared memory it reuses (data/slots.py): over two
+    epochs it holds no more slots than batches can be in flight (the prefetch, and one being
+    written), each mapped once in this process, whatever the number of batches."""
     train = spelled_data.train
     batches = epoch_batches(train, 0) + epoch_batches(train, 1)  # any index lists will do
-    assert len(batches) > KEPT_BATCHES + 1
     workers = LoaderWorkers(train, "cpu", 1, "processes")
-    smallest = None
-    for batch in workers.stream(batches, 0):
-        size = batch.features.nbytes
-        smallest = size if smallest is None else min(smallest, size)
-        del batch  # the loop moves on: this process unmaps it
+    prefetch = 2
+    assert 2 * len(batches) > 4 * (prefetch + 1)  # streamed twice
+    reference = list(batch_stream(train, batches, "cpu", workers=0))
+    for epoch in (0, 1):
+        for batch, expected in zip(
+            workers.stream(batches, epoch, prefetch), reference, strict=True
+        ):
+            assert not batch.features.is_shared()
+            if epoch == 0:
+                assert torch.equal(batch.features, expected.features)
     (pid,) = workers._pool._processes
-    held = shared_batches_held(pid, smallest)
+    held = shared_batches_held(pid, 0)
+    mapped = [key for key in slots._mapped if key[0] == pid]
     workers.close()
-    assert held == KEPT_BATCHES + 1, f"the worker holds {held} batches"
+    assert 1 <= held <= prefetch + 1, f"the worker holds {held} shared-memory files"
+    assert len(mapped) == held
+    assert not [key for key in slots._mapped if key[0] == pid], "closed, its slots are unmapped"
 
 
 @pytest.mark.skipif(not worker_processes_available(), reason="needs fork (Linux)")
 @pytest.mark.parametrize("compact", [False, True])
-def test_a_batch_crosses_from_a_worker_process_as_one_shared_memory_file(
+def test_a_batch_from_a_worker_process_arrives_whole_with_only_its_big_tensors_shared(
     spelled_data, compact
 ) -> None:
     """Only the features travel in shared memory; lengths, targets and the columns go by value
@@ -341,7 +332,7 @@ def test_a_batch_crosses_from_a_worker_process_as_one_shared_memory_file(
     (pid,) = workers._pool._processes
     held = shared_batches_held(pid, 0)
     workers.close()
-    assert held == KEPT_BATCHES + 1, f"the worker holds {held} shared-memory files"
+    assert held <= 5, f"the worker holds {held} shared-memory files (prefetch 4, one more)"
 
 
 def test_features_derived_from_float16_landmarks_match_the_dataset(spelled_data) -> None:

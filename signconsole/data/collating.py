@@ -7,26 +7,12 @@ batch's device (data/loader.py decides where).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
 
 from signconsole.data.dataset import Batch, Item
-from signconsole.data.layout import FEATURE_DIM
 from signconsole.data.model_input import ModelInput
-
-
-def shared_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A zero tensor in shared memory (a new shared-memory file, which the kernel zero-fills).
-
-    A worker process builds its batch's features in one of these, so returning the batch hands
-    over a file descriptor: a tensor in private memory is copied into shared memory when it is
-    pickled, 54 ms of a 34 MB demo batch on top of the ~160 ms it took to prepare."""
-    # `_new_shared` is what torch's own `share_memory_()` allocates with (torch/storage.py); no
-    # public call makes a shared tensor without first filling a private one.
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 @dataclass
@@ -108,8 +94,6 @@ class Featurizer:
     frame: widening took ~44 ms of a ~165 ms demo batch, and the 7x larger batch is paged into
     the training process when the model reads it."""
 
-    shared_output = False  # True in a worker process: features are built in shared memory
-
     def __init__(self, model_input: ModelInput, compact: bool = False) -> None:
         self.model_input = model_input
         self.compact = compact and not model_input.columns.full
@@ -122,10 +106,7 @@ class Featurizer:
             if self.compact:
                 features, columns = values, self.model_input.columns
             else:
-                out = None
-                if self.shared_output and values.device.type == "cpu":
-                    out = shared_zeros((*values.shape[:-1], FEATURE_DIM), values.dtype)
-                features = self.model_input.columns.widen(values, out)
+                features = self.model_input.columns.widen(values)
         else:
             assert raw.features is not None
             features = self.model_input.stored(raw.features, raw.lengths)

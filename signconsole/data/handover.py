@@ -1,15 +1,13 @@
-"""How a batch prepared in a worker process reaches the training process.
+"""How a batch prepared in a worker process reaches the training process: its small tensors.
 
-Its big tensors (features, or landmarks and mask) come back in shared memory, handed over by
-descriptor; its small ones go by value in the result pipe (`small_by_value`). As a batch arrives,
-the executor's thread copies it out of shared memory into the trainer's own memory
-(`into_own_memory`), so the training step reads a batch as it would from an ideal loader.
+The big ones (features, or landmarks and mask) cross in the worker's shared-memory slots and
+arrive copied into the training process's own memory (data/slots.py); the small ones go by
+value in the result pipe (`small_by_value`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
@@ -44,28 +42,3 @@ def _converted(prepared: object, kind: type, convert: Callable) -> dict[str, obj
         for name, value in zip(SMALL_FIELDS, fields, strict=True)
         if isinstance(value, kind)
     }
-
-
-def into_own_memory(pin: bool, future: Future) -> None:
-    """A batch returned by a worker process, moved into this process's own memory as it
-    arrives, in the executor's own thread (`own_memory`)."""
-    if not future.cancelled() and future.exception() is None:
-        own_memory(future.result(), pin)
-
-
-def own_memory(prepared: object, pin: bool) -> object:
-    """Copy the big tensors of a batch a worker process returned out of shared memory (pinned
-    when they go to a GPU); the shared file is then only unmapped here, its pages freed in the
-    worker. Returns `prepared`, changed in place.
-
-    The training thread then reads the batch from its own memory, as from an ideal loader. Read
-    where it arrives, a batch costs the step twice: its shared pages are mapped on first touch
-    (~4 of ~5 ms to first read a demo batch), and they are 4 KB pages where the process's own
-    large tensors sit on 2 MB ones, so a matrix product reading them ran ~5-10% slower
-    (benchmarks/README.md, 2026-12-02 14:00-15:40). The executor's thread does it as each batch
-    arrives; `finish` does what it has not done yet, so the step never reads shared memory."""
-    for name in ("features", "landmarks", "mask"):
-        tensor = getattr(prepared, name, None)
-        if tensor is not None and tensor.is_shared():
-            setattr(prepared, name, tensor.pin_memory() if pin else tensor.clone())
-    return prepared

@@ -11,13 +11,12 @@ Forked, they share the dataset's one in-memory store (float16 landmarks or featu
 copy-on-write instead of each unpickling a copy, and they do not take the training thread's GIL:
 a loader thread spelling sequences in Python competes with the step's own Python (it dispatches
 ~2,000 ops a step). Beside a loader kept busy, the demo's bare loop ran at a median 0.80 of its
-speed alone with a thread, 0.89 with a process (benchmarks/README.md). Batches come back in
-shared memory (torch's pickling of tensors), not copied through a pipe, and a worker keeps its
-last ones alive so that freeing their pages falls on its core, not between two steps
-(`KEPT_BATCHES`); the executor's thread copies each one out into the trainer's own memory as
-it arrives (data/handover.py). The engine starts the workers before it builds the model
-(`LoaderWorkers.start`). A worker ignores Ctrl-C (the trainer handles it) and exits when its
-trainer dies; it never holds the run lock (store/lock.py).
+speed alone with a thread, 0.89 with a process (benchmarks/README.md). A worker process returns
+a batch's big tensors through shared-memory slots it reuses, and the training process copies
+them into its own memory as the result arrives, in the executor's thread (data/slots.py); the
+small ones go by value in the pipe (data/handover.py). The engine starts the workers before it
+builds the model (`LoaderWorkers.start`). A worker ignores Ctrl-C (the trainer handles it) and
+exits when its trainer dies; it never holds the run lock (store/lock.py).
 
 Either way a batch is padded as landmarks first (`collate_raw`) and its 6516-vectors derived and
 normalized for the whole batch at once (`Featurizer`). On the CPU the workers do that; on CUDA
@@ -33,8 +32,6 @@ same whatever the number or kind of workers and whichever finishes first.
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 import multiprocessing
 import os
 import signal
@@ -52,9 +49,10 @@ import torch
 import torch.multiprocessing  # noqa: F401  (registers the shared-memory pickling of tensors)
 
 from signconsole.config import LoaderKind
+from signconsole.data import slots
 from signconsole.data.collating import Featurizer, RawBatch, collate_raw
 from signconsole.data.dataset import Batch, SequenceDataset
-from signconsole.data.handover import into_own_memory, own_memory, small_as_tensors, small_by_value
+from signconsole.data.handover import small_as_tensors, small_by_value
 from signconsole.errors import UserError
 from signconsole.runtime import release_free_heap, worker_processes_available
 
@@ -88,27 +86,13 @@ def is_shared_memory_error(error: BaseException) -> bool:
     return "</torch_" in message or "shared memory" in message
 
 
-# The batches a worker process returned last, kept alive in the worker. A batch in shared
-# memory is freed by whichever process drops it last: the training process took ~3.7 ms to drop
-# a demo batch, ~2.8 of them freeing its pages, on its one thread between two steps (1.4% of the
-# run). Kept here a while, a batch is dropped by the training loop first (unmapped, ~0.9 ms) and
-# its pages freed later in this process, on the worker's own core. The training process holds a
-# batch from its arrival through its step: up to `prefetch` (4) ready ones, the one stepping and
-# one more held for gradient accumulation: 6 covers that (beyond, the training process frees
-# the oldest itself, as before); each of W workers returns every W-th batch, so it keeps 6 / W
-# of them, and one more. A batch the training process still holds costs nothing more here (the
-# same pages); one it has dropped, its size until dropped here.
-KEPT_BATCHES = 6
-_returned: deque[object] = deque()
+_slots = slots.WorkerSlots()  # a worker process's own (`_start_worker`)
 
 
-def _start_worker(
-    prepare: Callable[[int, list[int], bool], object], parent: int, workers: int
-) -> None:
-    global _prepare_in_this_worker, _returned
+def _start_worker(prepare: Callable[[int, list[int], bool], object], parent: int) -> None:
+    global _prepare_in_this_worker, _slots
     _prepare_in_this_worker = prepare
-    _returned = deque(maxlen=math.ceil(KEPT_BATCHES / workers) + 1)
-    Featurizer.shared_output = True
+    _slots = slots.WorkerSlots()
     # A worker waits on a queue it also holds the writing end of, so it never sees the parent
     # die (killed, a torchrun rank torn down): it would live on as an orphan. It checks instead.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -126,9 +110,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def _prepare_in_worker(epoch: int, indices: list[int], compact: bool) -> object:
     assert _prepare_in_this_worker is not None, "not a worker started by LoaderWorkers"
-    prepared = _prepare_in_this_worker(epoch, indices, compact)
-    _returned.append(prepared)  # shared once pickled for the return; the oldest is dropped
-    return small_by_value(prepared)
+    return small_by_value(_slots.hold(_prepare_in_this_worker(epoch, indices, compact)))
 
 
 Queued = tuple[int, list[int], Future]  # (epoch, indices, the batch being prepared)
@@ -202,7 +184,7 @@ class LoaderWorkers:
                     self.workers,
                     mp_context=multiprocessing.get_context("fork"),
                     initializer=_start_worker,
-                    initargs=(self.prepare, os.getpid(), self.workers),
+                    initargs=(self.prepare, os.getpid()),
                 )
             else:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="batches")
@@ -225,7 +207,7 @@ class LoaderWorkers:
         return batch
 
     def finish(self, prepared: object) -> Batch:
-        prepared = own_memory(small_as_tensors(prepared), self.pin)  # type: ignore[arg-type]
+        prepared = small_as_tensors(prepared)  # type: ignore[arg-type]
         if isinstance(prepared, Batch):
             return prepared.to(self.device, non_blocking=self.pin_in_worker)
         assert isinstance(prepared, RawBatch)
@@ -236,9 +218,7 @@ class LoaderWorkers:
     def submit(self, epoch: int, indices: list[int]) -> Future:
         pool = self._executor()
         if self.kind == "processes":
-            future = pool.submit(_prepare_in_worker, epoch, indices, self.compact)
-            future.add_done_callback(functools.partial(into_own_memory, self.pin))
-            return future
+            return pool.submit(_prepare_in_worker, epoch, indices, self.compact)
         return pool.submit(self.prepare, epoch, indices)
 
     def stream(
@@ -278,8 +258,10 @@ class LoaderWorkers:
     def close(self) -> None:
         self.drop_carried()
         if self._pool is not None:
+            pids = list(getattr(self._pool, "_processes", None) or ())
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            slots.forget(pids)
 
     def __del__(self) -> None:
         # Dropped at interpreter exit, multiprocessing may have closed the pool's pipes already.
