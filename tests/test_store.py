@@ -21,6 +21,7 @@ from signconsole.events import (
     EventBus,
     Pause,
     Resume,
+    RunFinished,
     RunStarted,
     StateChanged,
     StepLogged,
@@ -357,3 +358,35 @@ def test_resume_keeps_one_point_per_step(small_profile, train) -> None:
     finally:
         connection.close()
     assert steps == list(range(1, 9)), f"train/loss rows by step: {steps}"
+
+
+def test_a_resumed_run_keeps_its_first_start_and_sums_the_time_it_trained(tmp_path) -> None:
+    """`runs` and `compare` show a resumed run's time training, session by session: a session
+    stopped, one killed (counted up to its newest event), one finished; not the days between."""
+    from signconsole.store.catalog import summarize
+
+    run_dir = tmp_path / "20261201-090000-demo"
+    run_dir.mkdir()
+
+    def started(at: float, step: int) -> RunStarted:
+        return RunStarted(
+            step, str(run_dir), "demo", "student", "cpu", "letter", ("model",), {"model": 1},
+            {"model": True}, 100, time=at,
+        )  # fmt: skip
+
+    def finished(at: float, step: int, status: str) -> RunFinished:
+        return RunFinished(step, status, None, None, "", 1, 0.0, time=at)
+
+    recorder = RunRecorder(run_dir)
+    try:
+        recorder(started(1_000.0, 0))
+        recorder(finished(1_100.0, 40, "stopped"))  # 100 s
+        recorder(started(90_000.0, 40))  # the next day; killed after 30 s
+        recorder(StateChanged(41, "running", time=90_030.0))
+        recorder(started(200_000.0, 40))
+        recorder(finished(200_045.0, 100, "finished"))  # 45 s
+    finally:
+        recorder.close()
+    summary = summarize(run_dir)
+    assert summary.status == "finished" and summary.started == 1_000.0
+    assert summary.duration == pytest.approx(175.0)

@@ -14,7 +14,6 @@ for the whole folder.
 
 from __future__ import annotations
 
-import math
 import socket
 import sqlite3
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 from signconsole.errors import UserError
 from signconsole.store.db import connect, last_metric_step, read_meta
+from signconsole.store.db import stored_number as _number
 from signconsole.store.lock import lock_state, process_alive
 
 LIVE_STATUSES = ("starting", "running", "paused", "stopping")
@@ -43,12 +43,23 @@ class RunSummary:
     started: float | None
     unit: str
     ended: float | None = None  # finish time, or the newest event of a live/killed run
+    # Seconds spent training in the sessions that ended (a resumed run has several), and when
+    # the newest session started if it has not ended (live, or killed: then up to `ended`).
+    # None in a run.db written before they were kept: `duration` is then first start to end.
+    trained_seconds: float | None = None
+    open_session_started: float | None = None
     test_error_rate: float | None = None  # the best checkpoint on the test split, at the end
     problem: str = ""  # why the run is unreadable
 
     @property
     def duration(self) -> float | None:
-        return self.ended - self.started if self.started and self.ended else None
+        """Time spent training: every session of a resumed run, not the days between them."""
+        if self.trained_seconds is None:
+            return self.ended - self.started if self.started and self.ended else None
+        open_session = 0.0
+        if self.open_session_started is not None and self.ended is not None:
+            open_session = max(0.0, self.ended - self.open_session_started)
+        return self.trained_seconds + open_session
 
     @property
     def live(self) -> bool:
@@ -74,13 +85,6 @@ class RunSummary:
         if not (self.path / "checkpoints" / "last.pt").exists():
             return "no last checkpoint to resume from"
         return ""
-
-
-def _number(value: Any) -> float | None:
-    """A finite number from a stored value, or None (a damaged row is not a crash)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _integer(value: Any) -> int | None:
@@ -155,6 +159,8 @@ def summarize(run_dir: Path) -> RunSummary | None:
         unit=_text(meta.get("unit"), "gloss"),
         ended=_number(meta.get("finished")) or _number(heartbeat),
         test_error_rate=_number(test["error_rate"]) if test else None,
+        trained_seconds=_number(meta.get("trained_seconds")),
+        open_session_started=_number(meta.get("session_started")),
     )
 
 

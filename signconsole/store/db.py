@@ -126,6 +126,13 @@ class RunDatabase:
         self.connection.close()
 
 
+def stored_number(value: Any) -> float | None:
+    """A finite number from a stored value, or None (a damaged row is not a crash)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def read_meta(connection: sqlite3.Connection) -> dict[str, Any]:
     """The meta table; a value that is not JSON (a damaged or hand-edited row) stays text, so
     one bad row does not hide the rest."""

@@ -43,7 +43,7 @@ from signconsole.metrics import (
     rate_name,
     step_metrics,
 )
-from signconsole.store.db import RunDatabase
+from signconsole.store.db import RunDatabase, read_meta, stored_number
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -141,7 +141,7 @@ class RunRecorder:
                     kind=event.kind,
                     device=event.device,
                     unit=event.unit,
-                    started=event.time,
+                    **self._session_started(event.time),
                     pid=os.getpid(),
                     host=socket.gethostname(),
                     status="running",
@@ -163,6 +163,7 @@ class RunRecorder:
                 db.set_meta(
                     status=event.status,
                     finished=event.time,
+                    **self._session_ended(event.time),
                     best_error_rate=event.best_error_rate,
                     best_step=event.best_step,
                     last_step=event.step,
@@ -173,6 +174,31 @@ class RunRecorder:
             )
             self._line(event, _describe(event))
         db.flush()  # lifecycle events and evaluations are committed at once
+
+    def _session_started(self, now: float) -> dict[str, float]:
+        """A resumed run keeps its first start; the time it trained is summed session by
+        session (`trained_seconds`), so its duration is not the days between two sessions. A
+        session killed before it ended counts up to its newest event."""
+        meta = read_meta(self.db.connection)
+        first = stored_number(meta.get("started"))
+        trained = stored_number(meta.get("trained_seconds")) or 0.0
+        unended = stored_number(meta.get("session_started"))
+        if unended is not None:
+            newest = self.db.connection.execute("SELECT max(time) FROM events").fetchone()[0]
+            trained += max(0.0, (stored_number(newest) or unended) - unended)
+        return {
+            "started": first if first is not None else now,
+            "session_started": now,
+            "trained_seconds": trained,
+        }
+
+    def _session_ended(self, now: float) -> dict[str, float | None]:
+        meta = read_meta(self.db.connection)
+        trained = stored_number(meta.get("trained_seconds")) or 0.0
+        session = stored_number(meta.get("session_started"))
+        if session is not None:
+            trained += max(0.0, now - session)
+        return {"trained_seconds": trained, "session_started": None}
 
     def _line(self, event: Event, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
