@@ -168,3 +168,38 @@ def test_decode_reports_a_bad_file_and_exits_1(small_profile, train, tmp_path, c
     assert main(["decode", str(run_dir / "checkpoints" / "last.pt"), str(empty)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith("file is empty; re-extract or rebuild this sequence")
+
+
+@pytest.mark.parametrize(
+    "arguments, said",
+    [
+        (["eval", "some-run", "--beam", "0"], "--beam 0: give 1"),
+        (
+            ["eval", "some-run", "--beam", "100000"],
+            "--beam 100000: give 1 (greedy decoding) to 1000",
+        ),
+        (["decode", "some-run", "x.npz", "--beam", "0"], "--beam 0: give 1"),
+        (["eval", "some-run", "--device", "banana"], "--device 'banana': give auto, cpu"),
+        (["decode", "some-run", "x.npz", "--device", "tpu"], "--device 'tpu': give auto, cpu"),
+        (["eval", "some-run", "--json", "{tmp}"], "is a folder; give a file name"),
+        (["eval", "some-run", "--ctm", "{tmp}/no/such/x.ctm"], "does not exist"),
+    ],
+)
+def test_eval_and_decode_options_are_checked_before_anything_runs(
+    arguments, said, tmp_path, capsys
+):
+    """A wrong option is one line, exit 2, before a checkpoint is loaded or a split scored."""
+    arguments = [a.format(tmp=tmp_path) for a in arguments]
+    assert main([*arguments, "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_on_a_gpu_this_machine_lacks_names_the_option(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    assert main(["eval", "some-run", "--device", "cuda", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda but no CUDA GPU is visible" in err and "training.device" not in err

@@ -175,3 +175,65 @@ def test_review_commands_take_the_runs_directory_by_the_name_run_and_the_console
     assert capsys.readouterr().out == by_dir
     assert main(["export", "20260101-000000-good", "--runs-dir", str(runs_dir)]) == 0
     assert "20260101-000000-good" in capsys.readouterr().out
+
+
+def odd_values_run(root: Path) -> Path:
+    """Rows of the right types in the wrong shapes: an unknown status, a kind with markup,
+    parameters that are a list, an event payload and alarm batch ids that are not JSON, and
+    metric rows with a text step or value."""
+    run = good_run(root, "odd-values", 3000.0, 0.2)
+    with sqlite3.connect(run / "run.db") as connection:
+        connection.execute("UPDATE meta SET value = '\"bogus\"' WHERE key = 'status'")
+        connection.execute("UPDATE meta SET value = '\"[red]x[/]\"' WHERE key = 'kind'")
+        connection.execute("INSERT INTO meta VALUES ('parameters', '[1, 2]')")
+        connection.execute("INSERT INTO events VALUES (3, 3001.0, 'StateChanged', '{not json')")
+        connection.execute(
+            "INSERT INTO events VALUES (4, 3002.0, 'StateChanged', "
+            '\'{"step": 4, "state": "paused"}\')'
+        )
+        connection.execute(
+            "INSERT INTO alarms VALUES (5, 3003.0, 'error', 'nonfinite', 'm', 'h', 'lstm', '{bad')"
+        )
+        connection.execute("INSERT INTO metrics (step, name, value) VALUES ('x', 'lr', 0.1)")
+        connection.execute("INSERT INTO metrics (step, name, value) VALUES (7, 'lr', 'high')")
+    return run
+
+
+def test_odd_values_in_readable_rows_are_shown_as_unknown_or_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signconsole.store.reader import RunReader
+
+    root = tmp_path / "runs"
+    good_run(root, "20260101-000000-good", 1000.0, 0.25)
+    run = odd_values_run(root)
+    assert main(["runs", "--dir", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "odd-values" in out and "unknown" in out and "[red]x[/]" in out and not err
+
+    assert main(["compare", "20260101-000000-good", "odd-values", "--dir", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "20.00%" in out and "Traceback" not in err
+
+    with RunReader(run) as reader:
+        [event] = reader.events_between(0, 10**9)  # the row that is not JSON is skipped
+        assert event.state == "paused"
+        [alarm] = reader.alarms_between(0, 10**9)
+        assert alarm.kind == "nonfinite" and alarm.batch_ids == ()
+        rows = reader.metric_rows(0, 10**9)
+        assert all(isinstance(step, int) for step, _, _ in rows)
+        assert [step for step, _, value in rows if value != value] == [7]  # NaN, not 'high'
+        series = reader.series("lr")
+        assert [step for step, _ in series] == list(range(1, 21))  # 'x' and 'high' left out
+
+
+async def test_show_of_a_run_with_odd_rows_opens_its_review(tmp_path: Path) -> None:
+    from signconsole.tui.app import SignConsole
+
+    run = odd_values_run(tmp_path / "runs")
+    app = SignConsole(review=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        view = app.screen.view
+        assert view.series["train/loss"].steps[-1] == 20
+        await pilot.press("q")

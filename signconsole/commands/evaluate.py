@@ -8,6 +8,7 @@ checkpoint's own normalization statistics, never ones recomputed on the evaluate
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 import time
@@ -23,6 +24,41 @@ from signconsole.errors import UserError
 
 LENGTH_BUCKETS = 4
 CONFUSIONS = 10
+# As `training.beam_width` allows (profile_checks.py): a prefix beam search keeps this many
+# prefixes a frame, and at 100,000 one sequence took minutes.
+MAX_BEAM = 1000
+
+
+def check_beam(beam: int) -> None:
+    if not 1 <= beam <= MAX_BEAM:
+        raise UserError(
+            f"--beam {beam}: give 1 (greedy decoding) to {MAX_BEAM} (prefix beam search)"
+        )
+
+
+def device_option(name: str):
+    """`--device` of eval and decode, checked against this machine before anything loads."""
+    from signconsole.engine.setup import resolve_device
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise UserError(f"--device {name!r}: give auto, cpu, cuda, cuda:N or mps")
+    try:
+        return resolve_device(name)
+    except UserError as error:  # worded for the profile key it usually checks
+        message = str(error).replace(f"training.device = {name!r}", f"--device {name}")
+        raise UserError(message) from None
+
+
+def check_output_file(option: str, path: str | None) -> None:
+    """An output file's folder exists and the path is no folder: said before the evaluation
+    runs, not after it."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise UserError(f"{option} {path}: folder {target.parent} does not exist")
 
 
 @dataclass(frozen=True)
@@ -63,11 +99,11 @@ def eval_command(
     from signconsole.data.dataset import SequenceDataset
     from signconsole.data.prepare import corpus_directory
     from signconsole.engine.evaluate import evaluate_model
-    from signconsole.engine.trainer import resolve_device
 
-    if beam < 1:
-        raise UserError(f"--beam {beam}: give 1 (greedy decoding) or more (prefix beam search)")
-    device = resolve_device(device_name)
+    check_beam(beam)
+    check_output_file("--json", json_path)
+    check_output_file("--ctm", ctm_path)
+    device = device_option(device_name)
     trained = load_checked(run, runs_dir, device, allow_untrained)
     if trained.note:
         print(f"signconsole: note: {trained.note}", file=sys.stderr)
@@ -332,10 +368,10 @@ def decode_command(
 
     from signconsole.ctc.decode import beam_decode, greedy_decode
     from signconsole.data.readers import FeatureFileError
-    from signconsole.engine.trainer import resolve_device
     from signconsole.models.contract import forward
 
-    trained = load_checked(run, runs_dir, resolve_device(device_name), allow_untrained)
+    check_beam(beam)
+    trained = load_checked(run, runs_dir, device_option(device_name), allow_untrained)
     if trained.note:
         print(f"signconsole: note: {trained.note}", file=sys.stderr)
     console = Console(highlight=False)

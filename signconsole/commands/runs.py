@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from signconsole.metrics import format_duration
 from signconsole.store.catalog import list_runs
@@ -44,7 +45,7 @@ def runs_command(runs_dir: Path, kind: str | None, status: str | None) -> int:
         "steps",
         "duration",
         "started",
-        title=f"runs in {runs_dir}",
+        title=Text(f"runs in {runs_dir}"),
         title_justify="left",
     )
     for run in runs:
@@ -53,10 +54,12 @@ def runs_command(runs_dir: Path, kind: str | None, status: str | None) -> int:
         started = (
             time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
         )
+        # Text, not markup: names, kinds and statuses come from run directories and run.db
+        # rows, which may hold anything, brackets included.
         table.add_row(
-            run.path.name,
-            run.kind,
-            f"[{STATUS_STYLE.get(run.status, '')}]{run.status}[/]",
+            Text(run.path.name),
+            Text(run.kind),
+            Text(run.status, style=STATUS_STYLE.get(run.status, "")),
             best,
             str(run.best_step or "-"),
             str(run.steps),
@@ -67,7 +70,8 @@ def runs_command(runs_dir: Path, kind: str | None, status: str | None) -> int:
     console.print(
         table
         if runs
-        else f"no runs in {runs_dir}" + (" matching the filter" if kind or status else "")
+        else f"no runs in {runs_dir}" + (" matching the filter" if kind or status else ""),
+        markup=False,
     )
     for run in runs:
         if run.problem:

@@ -144,6 +144,8 @@ def summarize(run_dir: Path) -> RunSummary | None:
     except (OSError, ValueError) as error:  # unreadable file, text that is not UTF-8
         return unreadable(run_dir, f"run.db: {error}")
     status = _text(meta.get("status"), "unknown")
+    if status not in STATUSES:  # a damaged or hand-edited row
+        status = "unknown"
     if status in LIVE_STATUSES:
         status = _live_status(status, meta, run_dir)
     started = _number(meta.get("started"))

@@ -60,6 +60,13 @@ def describe_evaluation(row: dict[str, Any]) -> str:
     return f"{row['split']} of {data} (step {row['step']}, {row['decoder']}): {name} {row['error_rate']:.2%}"
 
 
+def _parameter_count(stored: object) -> int:
+    """The run's parameters summed over its stages (a damaged meta row counts as 0)."""
+    if not isinstance(stored, dict):
+        return 0
+    return int(sum(v for v in stored.values() if isinstance(v, int) and not isinstance(v, bool)))
+
+
 def run_facts(reader: RunReader) -> RunFacts:
     summary = reader.summary()
     meta = reader.meta()
@@ -70,10 +77,10 @@ def run_facts(reader: RunReader) -> RunFacts:
     dev = [e for e in reader.evals("dev") if math.isfinite(e.loss)]
     return RunFacts(
         name=reader.run_dir.name,
-        kind=meta.get("kind", "?"),
+        kind=summary.kind if summary else "?",
         status=summary.status if summary else "unknown",
-        unit=meta.get("unit", "gloss"),
-        parameters=sum((meta.get("parameters") or {}).values()),
+        unit=summary.unit if summary else "gloss",
+        parameters=_parameter_count(meta.get("parameters")),
         best_error_rate=summary.best_error_rate if summary else None,
         best_step=summary.best_step if summary else None,
         test_error_rate=summary.test_error_rate if summary else None,

@@ -157,9 +157,12 @@ def metric_series(
     start: int | None = None,
     end: int | None = None,
 ) -> list[tuple[int, float | None]]:
-    """A metric downsampled to about `points` buckets (mean per bucket), in step order."""
+    """A metric downsampled to about `points` buckets (mean per bucket), in step order. Rows
+    another writer left with a step that is not an integer, or a value that is not a number,
+    are skipped (a damaged row is not a crash)."""
     low, high = connection.execute(
-        "SELECT min(step), max(step) FROM metrics WHERE name = ?", (name,)
+        "SELECT min(step), max(step) FROM metrics WHERE name = ? AND typeof(step) = 'integer'",
+        (name,),
     ).fetchone()
     if low is None:
         return []
@@ -168,7 +171,8 @@ def metric_series(
     bucket = max(1, (high - low + 1) // max(1, points))
     rows = connection.execute(
         "SELECT max(step) AS step, avg(value) AS value FROM metrics "
-        "WHERE name = ? AND step BETWEEN ? AND ? GROUP BY step / ? ORDER BY step",
+        "WHERE name = ? AND step BETWEEN ? AND ? AND typeof(step) = 'integer' "
+        "AND typeof(value) IN ('real', 'integer', 'null') GROUP BY step / ? ORDER BY step",
         (name, low, high, bucket),
     ).fetchall()
     return [(row["step"], row["value"]) for row in rows]

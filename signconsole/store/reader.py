@@ -36,6 +36,7 @@ from signconsole.store.db import (
     metric_names,
     metric_series,
     read_meta,
+    stored_number,
 )
 
 
@@ -74,21 +75,46 @@ def find_run(text: str, runs_dir: str | Path = "runs") -> Path:
 FOLLOWED = ("metrics", "evals", "alarms", "events", "evaluations")
 
 
-def _eval_event(row: sqlite3.Row) -> EvalFinished:
+def _number(value: Any) -> float:
+    """A stored number, NaN for anything else (NULL, text another writer left)."""
+    return math.nan if (number := stored_number(value)) is None else number
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _json(text: Any, default: Any) -> Any:
+    """A JSON column's value, or `default` where the row holds something else."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _batch_ids(text: Any) -> tuple[str, ...]:
+    ids = _json(text, [])
+    return tuple(str(i) for i in ids) if isinstance(ids, list) else ()
+
+
+def _eval_event(row: sqlite3.Row) -> EvalFinished | None:
+    """The evaluation a row records; None for a row without an integer step (damaged)."""
+    if not isinstance(row["step"], int):
+        return None
     return EvalFinished(
         row["step"],
-        time=row["time"],
-        epoch=row["epoch"],
-        split=row["split"],
-        loss=math.nan if row["loss"] is None else row["loss"],
-        error_rate=math.nan if row["error_rate"] is None else row["error_rate"],
-        substitutions=row["substitutions"],
-        deletions=row["deletions"],
-        insertions=row["insertions"],
-        reference_words=row["reference_words"],
-        unit=row["unit"],
+        time=_number(row["time"]),
+        epoch=_count(row["epoch"]),
+        split=str(row["split"]),
+        loss=_number(row["loss"]),
+        error_rate=_number(row["error_rate"]),
+        substitutions=_count(row["substitutions"]),
+        deletions=_count(row["deletions"]),
+        insertions=_count(row["insertions"]),
+        reference_words=_count(row["reference_words"]),
+        unit=row["unit"] if isinstance(row["unit"], str) else "gloss",
         is_best=bool(row["is_best"]),
-        blank_only=row["blank_only"] or 0.0,
+        blank_only=_number(row["blank_only"]) if row["blank_only"] is not None else 0.0,
     )
 
 
@@ -152,7 +178,7 @@ class RunReader:
         if split:
             query, parameters = query + " WHERE split = ?", (split,)
         rows = self.connection.execute(query + " ORDER BY step", parameters).fetchall()
-        return [_eval_event(row) for row in rows]
+        return [event for row in rows if (event := _eval_event(row)) is not None]
 
     # ------------------------------------------------------- reading only what is new
     # A follower (the console on a run's store) remembers the largest rowid it has read per
@@ -169,18 +195,23 @@ class RunReader:
         return marks
 
     def metric_rows(self, after: int, upto: int) -> list[tuple[int, str, float]]:
-        """(step, name, value) of metric rows with after < rowid <= upto, in write order."""
+        """(step, name, value) of metric rows with after < rowid <= upto, in write order (a row
+        without an integer step or a name is skipped; a value that is not a number is NaN)."""
         rows = self.connection.execute(
             "SELECT step, name, value FROM metrics WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
             (after, upto),
         ).fetchall()
-        return [(r[0], r[1], math.nan if r[2] is None else r[2]) for r in rows]
+        return [
+            (r[0], r[1], _number(r[2]))
+            for r in rows
+            if isinstance(r[0], int) and isinstance(r[1], str)
+        ]
 
     def evals_between(self, after: int, upto: int) -> list[EvalFinished]:
         rows = self.connection.execute(
             "SELECT * FROM evals WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto)
         ).fetchall()
-        return [_eval_event(row) for row in rows]
+        return [event for row in rows if (event := _eval_event(row)) is not None]
 
     def alarms_between(self, after: int, upto: int) -> list[AlarmRaised]:
         rows = self.connection.execute(
@@ -189,15 +220,16 @@ class RunReader:
         return [
             AlarmRaised(
                 row["step"],
-                time=row["time"],
-                severity=row["severity"],
-                kind=row["kind"],
-                message=row["message"],
-                hint=row["hint"],
-                stage=row["stage"],
-                batch_ids=tuple(json.loads(row["batch_ids"])),
+                time=_number(row["time"]),
+                severity=str(row["severity"]),
+                kind=str(row["kind"]),
+                message=str(row["message"]),
+                hint=str(row["hint"]),
+                stage=row["stage"] if isinstance(row["stage"], str) else "",
+                batch_ids=_batch_ids(row["batch_ids"]),
             )
             for row in rows
+            if isinstance(row["step"], int)
         ]
 
     def events_between(self, after: int, upto: int) -> list[Event]:
@@ -219,7 +251,7 @@ class RunReader:
 
     def alarms(self) -> list[dict[str, Any]]:
         rows = self.connection.execute("SELECT * FROM alarms ORDER BY step, time").fetchall()
-        return [{**dict(row), "batch_ids": tuple(json.loads(row["batch_ids"]))} for row in rows]
+        return [{**dict(row), "batch_ids": _batch_ids(row["batch_ids"])} for row in rows]
 
     def change_marker(self) -> tuple:
         """Cheap to read; changes whenever the run wrote anything a reviewer shows."""
@@ -266,12 +298,17 @@ class RunReader:
         )
 
     def events(self, after_rowid: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
-        """(rowid, type, payload) of lifecycle events, oldest first."""
+        """(rowid, type, payload) of lifecycle events, oldest first (a row whose payload is not
+        a JSON object is skipped)."""
         rows = self.connection.execute(
             "SELECT rowid, type, payload FROM events WHERE rowid > ? ORDER BY rowid",
             (after_rowid,),
         ).fetchall()
-        return [(row["rowid"], row["type"], json.loads(row["payload"])) for row in rows]
+        return [
+            (row["rowid"], row["type"], payload)
+            for row in rows
+            if isinstance(payload := _json(row["payload"], None), dict)
+        ]
 
     # -------------------------------------------------------------------------- commanding
     def send(self, command: Command, source: str = "attach") -> None:
