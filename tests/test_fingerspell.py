@@ -277,3 +277,97 @@ def test_ensure_corpus_reuses_a_complete_cache_and_rebuilds_an_incomplete_one(tm
     calls.clear()
     ensure_corpus(config, tmp_path, progress=lambda d, t: calls.append((d, t)))
     assert calls and (built.root / "features" / "dev" / "ase-dev-000001.npz").is_file()
+
+
+# --- the command: what it may replace, and what it refuses ----------------------------------
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from signconsole.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+TINY = ("--train", "2", "--dev", "1", "--test", "1")
+
+
+def test_fingerspell_refuses_a_phoenix_folder_and_touches_nothing(tmp_path, capsys):
+    phoenix = tmp_path / "phoenix"
+    (phoenix / "annotations" / "manual").mkdir(parents=True)
+    (phoenix / "annotations" / "manual" / "train.corpus.csv").write_text(
+        "id|folder|signer|annotation\n"
+    )
+    (phoenix / "features" / "train").mkdir(parents=True)
+    (phoenix / "features" / "train" / "a.npz").write_bytes(b"mine")
+    (phoenix / "README-mine.txt").write_text("keep me")
+    before = tree(phoenix)
+    code, _, err = run_cli(capsys, "data", "fingerspell", "--out", str(phoenix), *TINY)
+    assert code == 2
+    assert err.count("\n") == 1 and "not a fingerspelling corpus built by signconsole" in err
+    assert tree(phoenix) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["phoenix"]  # no temp folder left
+
+
+def test_fingerspell_refuses_a_corpus_holding_a_file_it_did_not_write(tmp_path, capsys):
+    target = tmp_path / "corpus"
+    build_corpus(FingerspellConfig(lang="ase", seed=0, train=3, dev=1, test=1), target)
+    (target / "features" / "notes.txt").write_text("mine")
+    before = tree(target)
+    code, _, err = run_cli(capsys, "data", "fingerspell", "--out", str(target), *TINY)
+    assert code == 2 and "holds features/notes.txt" in err and err.count("\n") == 1
+    assert tree(target) == before
+
+
+def test_fingerspell_says_which_corpus_it_replaced_and_how_to_get_it_back(tmp_path, capsys):
+    target = tmp_path / "corpus"
+    build_corpus(FingerspellConfig(lang="ase", seed=5, train=3, dev=1, test=1), target)
+    code, out, _ = run_cli(capsys, "data", "fingerspell", "--out", str(target), *TINY)
+    assert code == 0
+    assert "replaced the corpus that was in" in out and "ase, seed 5, 3/1/1" in out
+    again = "signconsole data fingerspell --lang ase --seed 5 --train 3 --dev 1 --test 1"
+    assert again in " ".join(out.split())
+    assert len(list((target / "features" / "train").iterdir())) == 2
+
+
+def test_an_interrupted_build_leaves_the_old_corpus_whole(tmp_path):
+    target = tmp_path / "corpus"
+    build_corpus(FingerspellConfig(lang="ase", seed=0, train=3, dev=1, test=1), target)
+    before = tree(target)
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(
+            FingerspellConfig(lang="ase", seed=1, train=9, dev=1, test=1), target, interrupt
+        )
+    assert tree(target) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
+
+
+@pytest.mark.parametrize(
+    "option,value,needle",
+    [
+        ("--train", "100000000", "--train must be in [1, 100000], got 100000000"),
+        ("--dev", "0", "--dev must be in [1, 100000], got 0"),
+        ("--seed", "-1", "--seed must be an integer in [0, 4294967295], got -1"),
+    ],
+)
+def test_fingerspell_bounds_name_the_option(tmp_path, capsys, option, value, needle):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "data", "fingerspell", "--out", str(out), option, value)
+    assert code == 2 and needle in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_large_build_says_what_it_will_cost_first():
+    from signconsole.data.fingerspell import estimate
+
+    assert estimate(100_000) == "14.0 GB and 75 minutes of one CPU core"

@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+LARGE_BUILD = 5_000  # sequences; a build this large says what it will cost before it starts
+
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.data_command == "languages":
@@ -30,28 +32,36 @@ def languages() -> int:
 def fingerspell(args: argparse.Namespace) -> int:
     from signconsole.commands.progress import progress_reporter
     from signconsole.config import FingerspellConfig
-    from signconsole.data.fingerspell import build_corpus
+    from signconsole.data.fingerspell import build_corpus, check_config, estimate
     from signconsole.errors import UserError
 
-    for name in ("train", "dev", "test"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     config = FingerspellConfig(
         lang=args.lang, seed=args.seed, train=args.train, dev=args.dev, test=args.test
     )
+    console = Console()
     try:
+        check_config(config, lambda name: f"--{name}")
+        total = config.train + config.dev + config.test
+        if total > LARGE_BUILD:
+            console.print(f"spelling {total} sequences: about {estimate(total)}")
         with progress_reporter() as progress:
             result = build_corpus(
                 config, Path(args.out), progress=lambda d, t: progress("spelling words", d, t)
             )
-    except ValueError as error:  # unknown language and friends: the message says which exist
+    except ValueError as error:  # unknown language, a folder in the way: the message says which
         raise UserError(str(error)) from None
     table = Table("split", "sequences", "frames", "distinct words", title=f"{result.root}")
     for split, count in result.counts.items():
         table.add_row(split, str(count), str(result.frames[split]), str(result.words[split]))
-    console = Console()
     console.print(table)
     console.print(f"{len(result.letters)} letters: {' '.join(result.letters)}")
+    if result.replaced is not None:
+        again = f"; to build it again: {result.rebuild}" if result.rebuild else ""
+        console.print(
+            f"replaced the corpus that was in {result.root} ({result.replaced}){again}",
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 

@@ -22,19 +22,26 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
-import tempfile
 import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from signconsole.config import FingerspellConfig
+from signconsole.data.build_folder import (
+    METADATA,
+    describe,
+    install,
+    rebuild_command,
+    remove_stale_builds,
+    replaced_corpus,
+    work_folder,
+)
 from signconsole.data.lexicon import (  # noqa: F401 (re-exported: the corpus API in one place)
     OUTPUT_FPS,
     _entries,
@@ -50,7 +57,6 @@ from signconsole.data.spelling import render
 FORMAT_VERSION = 2  # bump when the output changes for the same config: old caches rebuild
 SPLITS = ("train", "dev", "test")
 SIGNER = "lexicon"
-METADATA = "fingerspell.json"
 WORDLIST_DIR = Path(__file__).parent / "wordlists"
 
 MIN_SPELLABLE_WORDS = 60  # fewer real words than this: spell pseudo-words instead
@@ -68,6 +74,8 @@ class CorpusSummary:
     frames: dict[str, int]  # split -> total frames
     letters: list[str]  # sorted gloss inventory used
     words: dict[str, int]  # split -> distinct words
+    replaced: str | None = None  # the corpus the build replaced in its folder (`describe`)
+    rebuild: str | None = None  # the command that builds that replaced corpus again
 
 
 # --- words -----------------------------------------------------------------------------------
@@ -302,65 +310,69 @@ def _summary(root: Path, metadata: dict) -> CorpusSummary:
     )
 
 
-def _looks_like_corpus(folder: Path) -> bool:
-    return (folder / METADATA).exists() or (folder / "annotations" / "manual").is_dir()
+MAX_SEQUENCES = 100_000  # per split, as profile_checks bounds data.fingerspell.*
+SEED_MAX = 2**32 - 1  # profile_checks.SEED_MAX (not imported: it pulls in the models)
+# What one sequence costs on the project's 2-core CPU VM (the demo's 760 in 34 s, 106 MB).
+SECONDS_PER_SEQUENCE = 0.045
+BYTES_PER_SEQUENCE = 140_000
 
 
-def _remove_stale_builds(target: Path) -> None:
-    """Delete temp dirs of builds of `target` whose process is gone (a killed build)."""
-    for folder in target.parent.glob(f".{target.name}.building-*"):
-        match = re.match(r"\d+", folder.name.rsplit(".building-", 1)[1])
-        if match is None:
-            continue
-        try:
-            os.kill(int(match.group()), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # alive but someone else's process
-            continue
+def check_config(config: FingerspellConfig, option: Callable[[str], str] = str) -> None:
+    """Counts and seed a build can finish; `option` names a field as the caller's user knows it
+    (`--train` on the command line, `data.fingerspell.train` in a profile)."""
+    if not 0 <= config.seed <= SEED_MAX:
+        raise ValueError(
+            f"{option('seed')} must be an integer in [0, {SEED_MAX}], got {config.seed}"
+        )
+    for split in SPLITS:
+        count = getattr(config, split)
+        if not 1 <= count <= MAX_SEQUENCES:
+            raise ValueError(
+                f"{option(split)} must be in [1, {MAX_SEQUENCES}], got {count}: a split of "
+                f"{MAX_SEQUENCES} sequences is ~{estimate(MAX_SEQUENCES)}; past that a build "
+                "runs for hours and fills the disk (train on spelled sequences instead: "
+                "[data.synthesis])"
+            )
 
 
-def _install(work: Path, target: Path) -> None:
-    """Swap the finished build in: the target is never seen half-written."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / "corpus")
-    os.replace(work, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def estimate(sequences: int) -> str:
+    """'14.0 GB and 75 minutes', the rough cost of spelling `sequences` sequences."""
+    gigabytes = sequences * BYTES_PER_SEQUENCE / 1e9
+    minutes = sequences * SECONDS_PER_SEQUENCE / 60
+    size = f"{gigabytes:.1f} GB" if gigabytes >= 1 else f"{gigabytes * 1000:.0f} MB"
+    return f"{size} and {minutes:.0f} minutes of one CPU core"
 
 
 def build_corpus(
     config: FingerspellConfig, out_dir: Path, progress: Progress | None = None
 ) -> CorpusSummary:
-    """Spell the corpus of `config` into `out_dir`, replacing an earlier corpus there.
+    """Spell the corpus of `config` into `out_dir`: a new or empty folder, or one holding a
+    fingerspelling corpus (and nothing else), which is replaced (`CorpusSummary.replaced` says
+    what it was). Any other folder is refused (ValueError) before anything is written.
 
     The build goes to a temp dir beside `out_dir` and is renamed into place when complete, with
     fingerspell.json written last. Reports progress as (sequences done, sequences total).
     """
     load_alphabet(config.lang)  # an unknown language fails before anything is touched
-    for split in SPLITS:
-        if getattr(config, split) < 0:
-            raise ValueError(f"fingerspell.{split} must be >= 0, got {getattr(config, split)}")
+    check_config(config, lambda name: f"fingerspell.{name}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not _looks_like_corpus(out_dir):
-        raise ValueError(
-            f"{out_dir}: directory is not empty and holds no fingerspelling corpus; "
-            "choose a new or empty output directory"
-        )
+    previous = replaced_corpus(out_dir)
+    summary = _build(config, out_dir, progress)
+    if previous is None:
+        return summary
+    return replace(summary, replaced=describe(previous), rebuild=rebuild_command(previous, out_dir))
+
+
+def _build(config: FingerspellConfig, out_dir: Path, progress: Progress | None) -> CorpusSummary:
+    """Build into a temp folder beside `out_dir`, then swap it in (whatever `out_dir` held)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(out_dir)
-    # Not mkdtemp: its 0700 mode would stick to the corpus; mkdir honours the umask.
-    work = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}-{secrets.token_hex(4)}"
-    work.mkdir()
+    remove_stale_builds(out_dir)
+    work = work_folder(out_dir)
     try:
         metadata = _build_into(work, config, progress)
         text = json.dumps(metadata, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         (work / METADATA).write_text(text, encoding="utf-8")  # last: marks the build complete
-        _install(work, out_dir)
+        install(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -421,4 +433,5 @@ def ensure_corpus(
         summary = _complete(target, config)
         if summary is not None:
             return summary
-        return build_corpus(config, target, progress)
+        # The cache folder is signconsole's own, named by the config: replaced whatever it holds.
+        return _build(config, target, progress)
