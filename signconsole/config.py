@@ -14,6 +14,8 @@ Kind = Literal["teacher", "student", "distill"]
 Normalization = Literal["none", "per_sample", "corpus_stats"]
 Coordinates = Literal["raw", "shoulder"]
 LandmarkGroups = tuple[str, ...]
+# The groups data.ignore may name, in the order of the landmark layout (data/layout.py).
+LANDMARK_GROUPS = ("pose", "left_hand", "right_hand", "face")
 OptimizerName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["constant", "cosine", "step", "plateau", "cyclic"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -155,6 +157,26 @@ class FreezeConfig:
     freeze_until: str = ""  # freeze every stage up to and including this one
     schedule: tuple[StageUnfreeze, ...] = ()  # explicit unfreezing at epochs
     stages: int = 0  # generated: N equal phases over max_epochs, each after the first unfreezes the next frozen group, output side first; 0 = off
+
+    def training_at_start(self, order: tuple[str, ...] | list[str]) -> list[str]:
+        """The stages of `order` (input to output) that train in the first epoch: neither in
+        `frozen` nor up to `freeze_until`, or unfrozen by a schedule entry at epoch 0. Names
+        that are not stages are the caller's to report."""
+        frozen = set(self.frozen)
+        if self.freeze_until in order:
+            frozen |= set(order[: list(order).index(self.freeze_until) + 1])
+        for entry in self.schedule:
+            if entry.epoch == 0:
+                frozen -= set(entry.unfreeze)
+        return [name for name in order if name not in frozen]
+
+    def all_frozen_message(self, order: tuple[str, ...] | list[str]) -> tuple[str, str]:
+        """(key, message) for a freeze that leaves no stage training at the start."""
+        key = "freeze.freeze_until" if self.freeze_until else "freeze.frozen"
+        return key, (
+            f"every stage is frozen ({', '.join(order)}), so nothing would train; leave at "
+            "least one training (freeze fewer, or unfreeze one at epoch 0 in [[freeze.schedule]])"
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from signconsole.config import Profile
+from signconsole.config import LANDMARK_GROUPS, Profile
+from signconsole.models.names import BUILTIN_STAGES
 from signconsole.runtime import worker_processes_available
 
 INT64_MAX = 2**63 - 1  # beyond this no tensor, SQLite column or RNG takes the value
@@ -243,13 +244,8 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
         f"must be below health.grad_norm_explode ({health.grad_norm_explode})",
         "health.grad_norm_explode",
     )
-    check(
-        not profile.data.ignore or profile.data.normalization == "corpus_stats",
-        "data.ignore",
-        f'needs data.normalization = "corpus_stats" (the ignored groups live in the '
-        f"statistics), got {profile.data.normalization!r}; set it, or remove data.ignore",
-        "data.normalization",
-    )
+    ignore_problem = _ignore_problem(profile)
+    check(not ignore_problem, "data.ignore", ignore_problem, "data.normalization")
     check(
         profile.kind != "distill"
         or profile.distill.alpha_schedule != "linear"
@@ -262,6 +258,12 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
         "training.max_epochs",
         "training.max_steps",
     )
+    # A user model's stages are known once it is built (engine/freeze.py checks them then).
+    builtin_stages = BUILTIN_STAGES.get(model.architecture)
+    freeze = profile.freeze
+    if builtin_stages and set(freeze.frozen) | {freeze.freeze_until} <= {*builtin_stages, ""}:
+        key, message = freeze.all_frozen_message(builtin_stages)
+        check(bool(freeze.training_at_start(builtin_stages)), key, message)
     epochs = training.max_epochs
     if epochs > 0 and training.max_steps == 0 and training.max_minutes == 0:
         # Only when epochs are the run's one end: with a step or time limit they may never come.
@@ -281,3 +283,26 @@ def contradictions(profile: Profile) -> list[tuple[str, str]]:
                 "training.max_epochs",
             )
     return problems
+
+
+def _ignore_problem(profile: Profile) -> str:
+    """What is wrong with data.ignore ("" when nothing): the first of unknown names, every group
+    ignored, or a normalization that cannot hold the ignored groups."""
+    groups = profile.data.ignore
+    unknown = [group for group in groups if group not in LANDMARK_GROUPS]
+    if unknown:
+        return (
+            f"unknown landmark group(s) {', '.join(map(repr, unknown))}; the groups are "
+            f"{', '.join(LANDMARK_GROUPS)}"
+        )
+    if set(LANDMARK_GROUPS) <= set(groups):
+        return (
+            f"ignores every landmark group ({', '.join(LANDMARK_GROUPS)}): the model would see "
+            "only zeros; leave at least one group out of data.ignore"
+        )
+    if groups and profile.data.normalization != "corpus_stats":
+        return (
+            'needs data.normalization = "corpus_stats" (the ignored groups live in the '
+            f"statistics), got {profile.data.normalization!r}; set it, or remove data.ignore"
+        )
+    return ""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from signconsole.config import FreezeConfig
+from signconsole.config import FreezeConfig, StageUnfreeze
 from signconsole.engine.freeze import StageControl, StageError
 from signconsole.events import Freeze, StageChanged, StepLogged, Unfreeze
 
@@ -50,6 +50,31 @@ def test_bad_freeze_config_is_a_clear_error(config: FreezeConfig, message: str) 
     assert message in str(error.value)
     if "unknown stage" in message:
         assert "fusion, stem, mixed_3, mixed_4, mixed_5, lstm, classifier" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        (FreezeConfig(frozen=TEACHER_STAGES), "freeze.frozen"),
+        (FreezeConfig(freeze_until="classifier"), "freeze.freeze_until"),
+        (FreezeConfig(freeze_until="classifier", stages=3), "freeze.freeze_until"),
+    ],
+)
+def test_freezing_every_stage_is_refused(config: FreezeConfig, key: str) -> None:
+    with pytest.raises(StageError) as error:
+        control(config)
+    assert str(error.value).startswith(f"{key}: every stage is frozen (fusion, stem,")
+    assert "leave at least one training" in str(error.value)
+
+
+def test_every_stage_frozen_but_one_unfrozen_at_epoch_0_or_parameterless_trains() -> None:
+    at_zero = FreezeConfig(
+        freeze_until="classifier", schedule=(StageUnfreeze(epoch=0, unfreeze=("lstm",)),)
+    )
+    assert control(at_zero).initially_frozen == list(TEACHER_STAGES)
+    stages = {"pool": nn.Identity(), "head": nn.Linear(2, 2)}
+    with pytest.raises(StageError, match="every stage is frozen"):
+        StageControl(stages, FreezeConfig(frozen=("head",)), 5)  # the pool learns nothing
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:

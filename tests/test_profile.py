@@ -160,3 +160,40 @@ def test_worker_processes_where_fork_is_unsafe_are_refused_before_training(monke
         load_profile(demo, ["data.loader=processes"])
     assert any("data.loader" in str(p) and "threads" in str(p) for p in caught.value.problems)
     load_profile(demo, ["data.loader=auto"])  # no problem
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (
+            '[freeze]\nfrozen = ["fusion", "subsample", "lstm", "classifier"]\n',
+            ":7: freeze.frozen: every stage is frozen (fusion, subsample, lstm, classifier)",
+        ),
+        (
+            '[freeze]\nfreeze_until = "classifier"\n',
+            ":7: freeze.freeze_until: every stage is frozen",
+        ),
+        (
+            '[data]\nignore = ["face", "pose", "left_hand", "right_hand"]\n',
+            ":7: data.ignore: ignores every landmark group (pose, left_hand, right_hand, face)",
+        ),
+        (
+            '[data]\nignore = ["nose"]\n',
+            ":7: data.ignore: unknown landmark group(s) 'nose'; the groups are pose, left_hand",
+        ),
+    ],
+)
+def test_nothing_left_to_train_or_see_is_a_profile_error(
+    tmp_path: Path, body: str, needle: str
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\nkind = "student"\n[model]\narchitecture = "bilstm"\n\n' + body)
+    [problem] = problems_of(path)
+    assert problem.startswith(str(path)) and needle in problem
+
+
+def test_the_profiles_landmark_groups_are_the_layouts() -> None:
+    from signconsole.config import LANDMARK_GROUPS
+    from signconsole.data.layout import LAYOUT
+
+    assert set(LANDMARK_GROUPS) == set(LAYOUT.landmark_groups())

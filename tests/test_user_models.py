@@ -219,6 +219,21 @@ def test_stages_from_a_module_dict_name_the_freeze_groups(tmp_path, train) -> No
     assert trained.engine.control.trainable == {"encoder": False, "head": True}
 
 
+def test_freezing_every_stage_of_a_user_model_fails_before_the_run_dir(
+    tmp_path, train, runs_dir
+) -> None:
+    path = user_profile(tmp_path, "gru_ctc.py:GruCtc")
+    profile = load_profile(path, ['freeze.frozen=["proj", "subsample", "rnn", "head"]'])
+    with pytest.raises(UserError) as error:
+        train(profile)
+    assert str(error.value) == (
+        f"{path}: freeze.frozen: every stage is frozen (proj, subsample, rnn, head), so nothing "
+        "would train; leave at least one training (freeze fewer, or unfreeze one at epoch 0 in "
+        "[[freeze.schedule]])"
+    )
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+
+
 def test_an_error_in_the_users_forward_is_one_line_with_its_place(tmp_path, train) -> None:
     path = user_profile(tmp_path, "seed_bugs.py:ForwardRaises")
     with pytest.raises(UserError, match=r"forward raised RuntimeError: .*seed_bugs.py:\d+\)"):

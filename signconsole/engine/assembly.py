@@ -19,7 +19,7 @@ from signconsole.engine import callbacks as cb
 from signconsole.engine import preflight, run_files, setup
 from signconsole.engine.distill import load_teacher
 from signconsole.engine.evaluator import Evaluator
-from signconsole.engine.freeze import StageControl
+from signconsole.engine.freeze import StageControl, StageError
 from signconsole.engine.health import BufferGuard, HealthMonitor
 from signconsole.engine.inbox import CommandInbox
 from signconsole.engine.run_events import publish_start
@@ -92,9 +92,12 @@ def assemble(engine: Engine) -> None:
         if profile.model.pretrained.path and engine.resume_dir is None  # resume has its own
         else None
     )
-    engine.control = StageControl(engine.stages, profile.freeze, training.max_epochs)
-    for name in profile.optimizer.stage_lr:
-        engine.control.check(name, "optimizer.stage_lr")
+    try:  # a user model's stages are known only now: checked before the run directory exists
+        engine.control = StageControl(engine.stages, profile.freeze, training.max_epochs)
+        for name in profile.optimizer.stage_lr:
+            engine.control.check(name, "optimizer.stage_lr")
+    except StageError as error:
+        raise StageError(f"{profile.source or profile.name}: {error}") from None
     engine.optimizer = setup.build_optimizer(engine.stages, profile.optimizer)
     engine.scaler = torch.amp.GradScaler(
         "cuda", enabled=training.precision == "fp16" and engine.device.type == "cuda"

@@ -36,6 +36,11 @@ class StageControl:
             for name in entry.unfreeze:
                 self.check(name, "freeze.schedule.unfreeze")
             self.unfreeze_at.setdefault(entry.epoch, []).extend(entry.unfreeze)
+        # Stages without parameters (a pooling, an activation) train nothing either way.
+        learning = [name for name in self.order if any(True for _ in stages[name].parameters())]
+        if learning and not set(learning) & set(config.training_at_start(self.order)):
+            key, message = config.all_frozen_message(self.order)
+            raise StageError(f"{key}: {message}")
         if config.stages:
             self._generate(config.stages, initially_frozen, max_epochs)
         self.initially_frozen = [name for name in self.order if name in initially_frozen]

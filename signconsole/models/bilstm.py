@@ -20,10 +20,11 @@ from signconsole.models.base import (
     validate_config,
 )
 from signconsole.models.fusion import Fusion
+from signconsole.models.names import BUILTIN_STAGES
 
 
 class BiLSTMBaseline(ConvRecurrentModel):
-    stage_names: ClassVar[tuple[str, ...]] = ("fusion", "subsample", "lstm", "classifier")
+    stage_names: ClassVar[tuple[str, ...]] = BUILTIN_STAGES["bilstm"]
     conv_stages: ClassVar[tuple[str, ...]] = ("subsample",)
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:

@@ -38,6 +38,7 @@ from signconsole.models.base import (
     validate_config,
 )
 from signconsole.models.fusion import Fusion
+from signconsole.models.names import BUILTIN_STAGES
 
 SE_WINDOW = 9  # frames (at the block's rate) that squeeze-excitation averages over
 
@@ -150,15 +151,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetStudent(ConvRecurrentModel):
-    stage_names: ClassVar[tuple[str, ...]] = (
-        "fusion",
-        "stem",
-        "blocks_1",
-        "blocks_2",
-        "blocks_3",
-        "lstm",
-        "classifier",
-    )
+    stage_names: ClassVar[tuple[str, ...]] = BUILTIN_STAGES["mobilenet_student"]
     conv_stages: ClassVar[tuple[str, ...]] = ("stem", "blocks_1", "blocks_2", "blocks_3")
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:

@@ -53,6 +53,7 @@ from signconsole.models.base import (
     validate_config,
 )
 from signconsole.models.fusion import Fusion
+from signconsole.models.names import BUILTIN_STAGES
 
 I3D_BN_EPS = 1e-3
 
@@ -99,15 +100,7 @@ class InceptionBlock(nn.Module):
 
 
 class I3DTeacher(ConvRecurrentModel):
-    stage_names: ClassVar[tuple[str, ...]] = (
-        "fusion",
-        "stem",
-        "mixed_3",
-        "mixed_4",
-        "mixed_5",
-        "lstm",
-        "classifier",
-    )
+    stage_names: ClassVar[tuple[str, ...]] = BUILTIN_STAGES["i3d_teacher"]
     conv_stages: ClassVar[tuple[str, ...]] = ("stem", "mixed_3", "mixed_4", "mixed_5")
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:
