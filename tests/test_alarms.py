@@ -202,10 +202,16 @@ def test_ctc_infeasible_sequences_are_reported(small_profile, small_data, runs_d
     ).run()
     [alarm] = [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "ctc_infeasible"]
     assert alarm.batch_ids[0] == small_data.train.entries[1].id
-    assert f"{len(train_split.targets) // 2} sequences" in alarm.message
+    assert f"{len(train_split.targets) // 2} sequences ({small_data.train.entries[1].id}, " in (
+        alarm.message
+    )
+    assert "left out of the loss and its gradient" in alarm.message
     from signconsole.events import StepLogged
 
-    assert all(math.isfinite(e.loss) for e in seen if isinstance(e, StepLogged))
+    logged = [e for e in seen if isinstance(e, StepLogged)]
+    assert logged and all(math.isfinite(e.loss) and math.isfinite(e.grad_norm) for e in logged)
+    # Left out for real: a masked inf loss still sends NaN through the backward pass.
+    assert not [e for e in seen if isinstance(e, AlarmRaised) and e.kind == "nonfinite"]
 
 
 def test_ctc_needs_one_blank_between_repeated_labels_of_the_same_sample_only() -> None:
@@ -231,6 +237,24 @@ def test_ctc_loss_leaves_out_exactly_the_samples_too_short_to_align() -> None:
         logits[:1].log_softmax(-1).transpose(0, 1), targets[:3], [4], [3], reduction="sum"
     )
     assert torch.isfinite(loss) and torch.allclose(loss, alone / 3)
+
+
+def test_an_infeasible_sample_gets_no_gradient_and_the_others_a_finite_one() -> None:
+    from signconsole.engine.losses import ctc_loss
+    from signconsole.models.contract import ModelOutput
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 4, requires_grad=True)
+    targets, target_lengths = torch.tensor([1, 2, 2, 1, 2, 2]), torch.tensor([3, 3])
+    ctc_loss(ModelOutput(logits, torch.tensor([4, 3]), None), targets, target_lengths).backward()
+    assert torch.isfinite(logits.grad).all()
+    assert logits.grad[0].abs().sum() > 0 and logits.grad[1].abs().sum() == 0
+
+    logits.grad = None  # every sample infeasible: a zero loss, a zero (finite) gradient
+    lengths = torch.tensor([3, 3])
+    loss = ctc_loss(ModelOutput(logits, lengths, None), targets, target_lengths)
+    loss.backward()
+    assert float(loss) == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
 
 
 def test_doctor_flags_ctc_infeasible_lengths(small_profile, small_data) -> None:

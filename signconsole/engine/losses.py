@@ -32,8 +32,17 @@ def ctc_loss(
     """Mean over feasible samples of CTC / target length. Samples with fewer output frames than
     their labels need are left out (CTC would be inf for them); the engine reports them."""
     log_probs = output.logits.float().log_softmax(-1)
-    lengths = output.lengths.cpu()
+    lengths, target_lengths = output.lengths.cpu(), target_lengths.cpu()
     feasible = lengths >= ctc_min_lengths(targets, target_lengths)
+    if not feasible.all():
+        # Left out before CTC, not masked after it: an infeasible sample's loss is inf and its
+        # gradient NaN, and a mask (where, * 0) keeps that NaN in the backward pass.
+        if not feasible.any():
+            return log_probs.sum() * 0.0  # nothing to learn from: a zero, finite gradient
+        labels = torch.repeat_interleave(feasible, target_lengths)
+        targets = targets[labels.to(targets.device)]
+        log_probs = log_probs[feasible.to(log_probs.device)]
+        lengths, target_lengths = lengths[feasible], target_lengths[feasible]
     ctc = F.ctc_loss(
         log_probs.transpose(0, 1),
         targets.to(log_probs.device),
@@ -41,12 +50,9 @@ def ctc_loss(
         target_lengths,
         blank=0,
         reduction="none",
-        zero_infinity=False,
+        zero_infinity=False,  # every sample left is feasible: an inf now is a real fault
     )
-    per_sample = ctc / target_lengths.to(ctc.device).clamp(min=1)
-    mask = feasible.to(ctc.device)
-    # where(), not a product: an infeasible sample's loss is inf, and inf * 0 is NaN.
-    return torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
+    return (ctc / target_lengths.to(ctc.device).clamp(min=1)).mean()
 
 
 def resample_time(

@@ -79,14 +79,17 @@ def data_alarms(engine: Engine) -> None:
             "the dev split is empty: no evaluations, no best checkpoint, no early stopping",
             force=True,
         )
-    infeasible, _ = infeasible_samples(engine.model, [data.train, data.dev], engine.contract.stride)
+    splits = [data.train, data.dev, data.test]
+    infeasible, _ = infeasible_samples(engine.model, splits, engine.contract.stride)
     if infeasible:
+        shown = ", ".join(infeasible[:5]) + (", ..." if len(infeasible) > 5 else "")
         health.alarm(
             0,
             "ctc_infeasible",
             "warning",
-            f"{len(infeasible)} sequences have fewer output frames than their "
-            "target needs; they are left out of the loss",
+            f"{len(infeasible)} sequence{'s' if len(infeasible) > 1 else ''} ({shown}) "
+            f"{'have' if len(infeasible) > 1 else 'has'} fewer output frames than the target "
+            "needs; left out of the loss and its gradient",
             batch_ids=tuple(infeasible[:20]),
             force=True,
         )
