@@ -240,6 +240,56 @@ def test_an_error_in_the_users_forward_is_one_line_with_its_place(tmp_path, trai
         train(load_profile(path))
 
 
+def test_output_lengths_returning_a_non_tensor_is_a_contract_line(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "contract_bugs.py:OutputLengthsNotATensor")
+    with pytest.raises(UserError) as error:
+        train(load_profile(path))
+    assert str(error.value) == (
+        f"{path}: the model breaks the contract: output_lengths() returned str; it must return "
+        "an integer tensor of shape [8] (one output length per input length), or be removed"
+    )
+
+
+def test_an_error_in_the_users_forward_while_training_is_one_line_and_logged(
+    tmp_path, train, runs_dir
+) -> None:
+    path = user_profile(tmp_path, "contract_bugs.py:RaisesWhileTraining", steps=5)
+    with pytest.raises(UserError) as error:
+        train(load_profile(path))
+    [run_dir] = list(runs_dir.iterdir())
+    log = run_dir / "log.txt"
+    line = str(error.value)
+    assert line.startswith("forward raised RuntimeError: boom in training (")
+    assert f"contract_bugs.py:25) at step 2; the run failed, its full traceback is in {log}" in (
+        line
+    )
+    assert "\n" not in line
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and 'raise RuntimeError("boom' in text
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\nsys.exit(3)\n", r"exits.py:2: the file called sys.exit\(3\) while being"),
+        (
+            "import argparse\nparser = argparse.ArgumentParser()\n"
+            "parser.add_argument('--lr', required=True)\nparser.parse_args()\n",
+            r"exits.py:4: the file called sys.exit\(2\) while being imported after printing "
+            r"'the following arguments are required: --lr' \(guard script code with if",
+        ),
+    ],
+)
+def test_a_model_file_that_exits_while_imported_is_one_line(
+    tmp_path, train, capsys, body, message
+) -> None:
+    (tmp_path / "exits.py").write_text(body)
+    path = user_profile(tmp_path, "exits.py:Net", args="")
+    with pytest.raises(UserError, match=message):
+        train(load_profile(path))
+    assert "usage:" not in capsys.readouterr().err  # argparse's, which passed for signconsole's
+
+
 # ------------------------------------------------------------------ reproducible from the run
 
 

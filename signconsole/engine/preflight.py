@@ -79,7 +79,7 @@ def data_alarms(engine: Engine) -> None:
             "the dev split is empty: no evaluations, no best checkpoint, no early stopping",
             force=True,
         )
-    splits = [data.train, data.dev, data.test]
+    splits = [split for split in (data.train, data.dev, data.test) if split is not None]
     infeasible, _ = infeasible_samples(engine.model, splits, engine.contract.stride)
     if infeasible:
         shown = ", ".join(infeasible[:5]) + (", ..." if len(infeasible) > 5 else "")

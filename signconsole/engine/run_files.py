@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import tomllib
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from signconsole.errors import UserError
 from signconsole.events import CommandApplied
 from signconsole.models.provenance import record_source, source_for_run
 from signconsole.models.registry import ModelSource, resolve_architecture
+from signconsole.models.user_code import first_line, user_frame
 from signconsole.profile import ProfileError, profile_from_dict, profile_to_dict
 from signconsole.store.lock import RunLock
 from signconsole.store.run import RunRecorder, new_run_dir
@@ -141,4 +143,38 @@ def record_changes(engine: Engine, changes: list[str]) -> None:
         CommandApplied(
             engine.state.step, command="ProfileChanged", detail="; ".join(changes)[:2000]
         )
+    )
+
+
+def record_traceback(engine: Engine, error: BaseException) -> Path | None:
+    """The failure's full traceback at the end of the run's log.txt (rank 0), for debugging:
+    what the terminal shows of it is one line. Returns the log's path, None if not written."""
+    if engine.run_dir is None or not engine.dist.is_main:
+        return None
+    log = engine.run_dir / "log.txt"
+    try:
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"traceback of the failure at step {engine.state.step}:\n")
+            out.write("".join(traceback.format_exception(error)))
+    except OSError:
+        return None
+    return log
+
+
+def user_model_failure(engine: Engine, error: BaseException, log: Path | None) -> UserError | None:
+    """An exception raised in the user's model code (its forward, output_lengths, a hook) as
+    one line that names the user's file:line; None for anything else: an error in signconsole
+    keeps its traceback, a UserError already is one line."""
+    if isinstance(error, UserError) or not isinstance(error, Exception):
+        return None
+    source = getattr(engine, "model_source", None)  # set once setup has resolved the model
+    user_code = source is not None and source.is_user_code
+    teacher = engine.teacher is not None and engine.teacher.user_code
+    frame = user_frame(error) if user_code or teacher else None
+    if frame is None:
+        return None
+    kept = f"; the run failed, its full traceback is in {log}" if log else ""
+    return UserError(
+        f"{frame.name} raised {type(error).__name__}: {first_line(error)} "
+        f"({frame.filename}:{frame.lineno}) at step {engine.state.step}{kept}"
     )

@@ -25,7 +25,7 @@ from signconsole.data.dataset import Batch
 from signconsole.data.loader import BatchStream, LoaderWorkers
 from signconsole.data.prepare import PreparedData, Progress
 from signconsole.engine import callbacks as cb
-from signconsole.engine import checkpointing
+from signconsole.engine import checkpointing, run_files
 from signconsole.engine.assembly import assemble
 from signconsole.engine.checkpoint import save_checkpoint
 from signconsole.engine.distill import Teacher, TeacherTimer
@@ -112,6 +112,7 @@ class Engine:
             self.train()
             return self.cleanup(started)
         except BaseException as error:
+            log = None
             if self.run_dir is not None and self.state.status not in FINAL_STATUSES:
                 # Interrupted: the last checkpoint on disk is where --resume picks up.
                 interrupted = isinstance(error, KeyboardInterrupt)
@@ -119,6 +120,11 @@ class Engine:
                 self.set_status(status, "interrupted" if interrupted else repr(error)[:300])
                 self.bus.publish(run_finished(self, status, started))
                 self._close()
+                if not interrupted:
+                    log = run_files.record_traceback(self, error)
+            failure = run_files.user_model_failure(self, error, log)
+            if failure is not None:
+                raise failure from None
             raise
         finally:
             if self._stream is not None:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from signconsole.errors import UserError
+from signconsole.models.user_code import where as _where
 
 
 class ModelOutput(NamedTuple):
@@ -244,6 +245,19 @@ def check_model(
                 )
             if errors:
                 return report
+            method = getattr(model, "output_lengths", None)
+            if callable(method):
+                try:  # infeasible samples are found with it: it must agree with forward
+                    promised = _called_output_lengths(method, lengths).cpu()
+                except ContractError as error:
+                    errors.append(str(error))
+                    return report
+                if not torch.equal(promised, out_lengths):
+                    errors.append(
+                        f"output_lengths() gives {promised.tolist()[:6]} but forward returned "
+                        f"{out_lengths.tolist()[:6]} for the same input lengths: make them agree"
+                    )
+                    return report
             encoder = tap.encoder(output)
             report.collapsed = _time_collapsed(
                 encoder if encoder is not None else logits, out_lengths
@@ -267,14 +281,6 @@ def check_model(
         model.train(was_training)
         tap.close()
     return report
-
-
-def _where(error: BaseException) -> str:
-    """' (file:line)' of the innermost frame outside torch, to point at the user's code."""
-    import traceback
-
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if "/torch/" not in f.filename]
-    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _null():
@@ -325,5 +331,28 @@ def output_lengths(model: nn.Module, lengths: torch.Tensor, stride: float) -> to
     estimated from the stride measured by `check_model` (floor(T / stride), at least 1)."""
     exact = getattr(model, "output_lengths", None)
     if callable(exact):
-        return exact(lengths)
+        return _called_output_lengths(exact, lengths)
     return torch.div(lengths.float(), stride, rounding_mode="floor").long().clamp_min(1)
+
+
+def _called_output_lengths(method: Callable, lengths: torch.Tensor) -> torch.Tensor:
+    """The model's `output_lengths(lengths)`, or a ContractError that says what it returned."""
+    try:
+        result = method(lengths)
+    except Exception as error:  # the user's method: its error, where it happened
+        raise ContractError(
+            f"output_lengths() raised {type(error).__name__}: {error}{_where(error)}"
+        ) from None
+    if (
+        not isinstance(result, torch.Tensor)
+        or result.is_floating_point()
+        or result.dtype == torch.bool
+        or tuple(result.shape) != tuple(lengths.shape)
+    ):
+        raise ContractError(
+            f"output_lengths() returned {_kind(result)}"
+            + (f" of {result.dtype}" if isinstance(result, torch.Tensor) else "")
+            + f"; it must return an integer tensor of shape {list(lengths.shape)} (one output "
+            "length per input length), or be removed"
+        )
+    return result.long()

@@ -33,6 +33,7 @@ from signconsole.models.bilstm import BiLSTMBaseline
 from signconsole.models.names import BUILTIN_NAMES
 from signconsole.models.student import MobileNetStudent
 from signconsole.models.teacher import I3DTeacher
+from signconsole.models.user_code import exit_while_importing, printed_while_importing
 
 
 class ModelBuildError(UserError):
@@ -149,7 +150,7 @@ def resolve_architecture(architecture: str, base_dir: Path | None = None) -> Mod
         try:
             module = importlib.import_module(target)
             module = _reload_if_changed(module)
-        except Exception as error:  # the user's import: any error is theirs to see in one line
+        except (Exception, SystemExit) as error:  # the user's import: theirs to see in one line
             raise ModelBuildError(
                 f"model.architecture = {architecture!r}: cannot import {target!r}: "
                 f"{type(error).__name__}: {error}"
@@ -214,7 +215,11 @@ def import_model_file(path: Path, architecture: str) -> Any:
     # The file's folder on sys.path while it runs, so `from my_layers import X` beside it works.
     sys.path.insert(0, str(path.parent))
     try:
-        spec.loader.exec_module(module)
+        with printed_while_importing() as printed:
+            spec.loader.exec_module(module)
+    except SystemExit as error:  # script code at module level: not a reason to end signconsole
+        del sys.modules[module_name]
+        raise ModelBuildError(exit_while_importing(path, error, printed.getvalue())) from None
     except SyntaxError as error:
         del sys.modules[module_name]
         raise ModelBuildError(
@@ -308,7 +313,7 @@ def build_from_source(
         model = source.factory(input_dim=input_dim, num_classes=num_classes, **args)
     except ModelBuildError:
         raise
-    except Exception as error:  # the user's constructor: its error, in one line with its place
+    except (Exception, SystemExit) as error:  # the user's constructor: one line, its place
         line = _user_line(error, source.file) if source.file else ""
         raise ModelBuildError(
             f"{source.file or source.architecture}{line}: building the model failed: "
