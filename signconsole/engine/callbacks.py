@@ -20,7 +20,7 @@ import torch
 from signconsole.config import TrainingConfig
 from signconsole.engine.health import first_nonfinite_module, sequence_similarity
 from signconsole.events import CommandApplied, LearningRateChanged, StepLogged
-from signconsole.models.contract import ModelOutput
+from signconsole.models.contract import ModelOutput, normalized_output, time_collapsed
 
 if TYPE_CHECKING:
     from signconsole.data.dataset import Batch
@@ -93,8 +93,8 @@ class StepLogger(Callback):
             < output.lengths.to(logits.device)[:, None]
         )
         logit_std = float(logits[valid].std()) if int(valid.sum()) > 1 else math.nan
-        if step <= 1:  # log_softmax in the model: raw output already normalized per frame
-            engine.health.check_log_probs(step, float(logits[valid].logsumexp(-1).abs().mean()))
+        if step <= 1:  # log_softmax or softmax in the model: raw output already normalized
+            engine.health.check_normalized(step, normalized_output(logits[valid]))
         group = engine.optimizer.param_groups[0]
         engine.health.observe(step, loss, group["lr"] / group["lr_multiplier"])  # for the hints
         engine.bus.publish(
@@ -123,6 +123,19 @@ class StepLogger(Callback):
         if step > engine.profile.schedule.warmup_steps and encoder is not None:
             similarity = sequence_similarity(encoder.detach(), output.lengths)
             engine.health.check_collapse(step, similarity)
+        # Time pooled after the encoder (a mean broadcast back over T): every output frame of
+        # every sample the same. From the second step: a zero-initialised classifier makes the
+        # first step's logits constant too, and one update moves it.
+        if step > max(1, engine.profile.schedule.warmup_steps) and time_collapsed(
+            logits, output.lengths
+        ):
+            engine.health.alarm(
+                step,
+                "sequence_collapse",
+                "error",
+                "every output frame of every sample is the same: the time axis is pooled away "
+                "after the encoder (e.g. a mean over time repeated T times)",
+            )
 
 
 class ScheduleMarkers(Callback):

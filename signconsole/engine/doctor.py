@@ -195,13 +195,16 @@ def _model(profile: Profile, data: PreparedData) -> tuple[list[Check], object | 
             + ", ".join(f"{name} {count:,}" for name, count in per_stage.items()),
         )
     ]
-    if report.log_probabilities:
+    if report.normalized:
         checks.append(
             Check(
                 "model contract",
                 "fail",
-                "forward returns log-probabilities (logsumexp over V is 0 on every frame)",
-                "return raw logits: the loss applies log_softmax once (seed 001)",
+                "forward returns log-probabilities (logsumexp over V is 0 on every frame)"
+                if report.normalized == "log_softmax"
+                else "forward returns probabilities (non-negative, summing to 1 on every frame)",
+                f"return raw logits, no {report.normalized} in forward: the loss applies "
+                "log_softmax once (seed 001)",
             )
         )
     elif report.input_ignored:

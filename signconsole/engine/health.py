@@ -54,9 +54,9 @@ HINTS = {
     "`signconsole doctor`.",
     "ctc_infeasible": "Output shorter than target + repeats: CTC cannot align. Lower "
     "model.temporal_stride or drop sequences with more glosses than frames.",
-    "log_probs_output": "The model's raw output already looks like log-probabilities "
-    "(logsumexp ~ 0): log_softmax is applied in the model and again in the loss (seed 000/001). "
-    "Return raw logits from forward().",
+    "log_probs_output": "The model's raw output is already normalized (log_softmax or softmax "
+    "in forward) and the loss applies log_softmax again (seed 000/001). Return raw logits from "
+    "forward().",
     "double_normalization": "The input is already standardized (mean ~0, std ~1 per block) and the "
     'profile normalizes it again (seed 002). Set data.normalization = "none" for this corpus.',
 }
@@ -220,17 +220,17 @@ class HealthMonitor:
                 "sequence has collapsed in time",
             )
 
-    def check_log_probs(self, step: int, logsumexp_mean: float) -> None:
-        if abs(logsumexp_mean) < 1e-3:
-            self.alarm(
-                step,
-                "log_probs_output",
-                "error",
-                f"raw model output has logsumexp {logsumexp_mean:.2e} over the vocabulary "
-                "on every frame: it is already log-probabilities",
-                "classifier",
-                force=True,
-            )
+    def check_normalized(self, step: int, normalized: str) -> None:
+        """`normalized`: what contract.normalized_output found ("" for raw logits)."""
+        found = {
+            "log_softmax": "has logsumexp 0 over the vocabulary on every frame: it is already "
+            "log-probabilities (log_softmax in forward)",
+            "softmax": "is non-negative and sums to 1 over the vocabulary on every frame: it "
+            "is already probabilities (softmax in forward)",
+        }.get(normalized)
+        if found:
+            message = f"raw model output {found}"
+            self.alarm(step, "log_probs_output", "error", message, "classifier", force=True)
 
     def check_decodes(
         self,

@@ -32,8 +32,7 @@ def infeasible_samples(
 
 
 def contract_alarms(health: HealthMonitor, report: ContractReport) -> None:
-    if report.log_probabilities:
-        health.check_log_probs(0, 0.0)
+    health.check_normalized(0, report.normalized)
     if report.input_ignored:
         health.alarm(
             0,

@@ -157,7 +157,7 @@ def ctc_frames_needed(target: list[int]) -> int:
 class ContractReport:
     errors: list[str] = field(default_factory=list)  # the run cannot train: stop before it starts
     collapsed: bool = False  # every output frame equals its neighbour: time pooled away
-    log_probabilities: bool = False  # the output is already log_softmax-ed
+    normalized: str = ""  # "log_softmax" / "softmax": the output is already normalized
     stride: float = 1.0  # input frames per output frame, measured on the batch
     input_ignored: bool = False  # the logits did not change with the input (encoder unknown)
 
@@ -259,15 +259,19 @@ def check_model(
                     )
                     return report
             encoder = tap.encoder(output)
-            report.collapsed = _time_collapsed(
+            report.collapsed = time_collapsed(
                 encoder if encoder is not None else logits, out_lengths
             )
+            if not report.collapsed and encoder is not None and time_collapsed(logits, out_lengths):
+                # The encoder varies in time but no output frame differs from the next: time is
+                # pooled after it (a mean over time broadcast back, seed 003), unless the
+                # classifier ignores its input (zero weights give the same logits for any input).
+                report.collapsed = not _same_output(model, None, features, lengths, logits)
             valid = (
                 torch.arange(t_out, device=logits.device)[None]
                 < out_lengths.to(logits.device)[:, None]
             )
-            lse = logits.float()[valid].logsumexp(-1)
-            report.log_probabilities = bool((lse.abs() < 1e-3).all())
+            report.normalized = normalized_output(logits[valid])
             if encoder is not None and _same_output(model, tap, features, lengths, encoder):
                 errors.append(
                     "the output does not depend on the input features (two different batches "
@@ -289,7 +293,21 @@ def _null():
     return contextlib.nullcontext()
 
 
-def _time_collapsed(encoder: torch.Tensor, lengths: torch.Tensor) -> bool:
+def normalized_output(frames: torch.Tensor) -> str:
+    """How the model normalized its valid output frames [N, V] itself, which the contract
+    forbids: "log_softmax" (logsumexp 0 on every frame), "softmax" (non-negative, summing to 1
+    on every frame), or "" for raw logits."""
+    frames = frames.detach().float()
+    if not len(frames) or not bool(torch.isfinite(frames).all()):
+        return ""
+    if bool((frames.logsumexp(-1).abs() < 1e-3).all()):
+        return "log_softmax"
+    if bool((frames >= 0).all()) and bool(((frames.sum(-1) - 1).abs() < 1e-3).all()):
+        return "softmax"
+    return ""
+
+
+def time_collapsed(encoder: torch.Tensor, lengths: torch.Tensor) -> bool:
     """True when, in every sample with 2+ output frames, all frames are (nearly) identical."""
     checked = 0
     for b in range(encoder.shape[0]):

@@ -89,3 +89,28 @@ class ForwardRaises(GruCtc):
 
     def forward(self, features, lengths):
         return self.head(features), lengths
+
+
+class SoftmaxInForward(GruCtc):
+    """Seeds 000/001 again: softmax (probabilities) instead of log_softmax in the model."""
+
+    def forward(self, features, lengths):
+        logits, out_lengths = super().forward(features, lengths)
+        return logits.softmax(-1), out_lengths
+
+
+class MeanOverTimeAfterHead(GruCtc):
+    """Seed 003 after the classifier: the logits averaged over time and repeated T' times."""
+
+    def forward(self, features, lengths):
+        logits, out_lengths = super().forward(features, lengths)
+        return logits.mean(1, keepdim=True).expand_as(logits), out_lengths
+
+
+class PoolsTimeWhileTraining(MeanOverTimeAfterHead):
+    """The same, in training mode only: what the contract check (eval mode) cannot see."""
+
+    def forward(self, features, lengths):
+        if self.training:
+            return super().forward(features, lengths)
+        return GruCtc.forward(self, features, lengths)
