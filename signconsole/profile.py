@@ -26,6 +26,11 @@ from signconsole.profile_files import (
     dotted_keys,
     load_with_extends,
 )
+from signconsole.profile_paths import (
+    anchor_inherited_paths,
+    resolve_path,
+    with_absolute_paths,
+)
 
 SET_SOURCE = "--set"
 
@@ -53,6 +58,7 @@ def _load_profile(path: Path, overrides: list[str] | tuple[str, ...]) -> Profile
     origins = {"": Origin(str(path), {}), **origins}
     if problems:
         raise ProfileError(problems)
+    anchor_inherited_paths(raw, origins, path)
     for override in overrides:
         _apply_override(raw, origins, override, problems)
     raw.pop("extends", None)
@@ -354,40 +360,6 @@ def _architecture_checks(profile: Profile, origins: dict[str, Origin]) -> list[P
     return problems
 
 
-def resolve_path(profile: Profile, value: str) -> Path:
-    """Paths in a profile are relative to the profile file, so profiles travel with their data."""
-    path = Path(value).expanduser()
-    if path.is_absolute() or not profile.source:
-        return path
-    return (Path(profile.source).parent / path).resolve()
-
-
-def with_absolute_paths(profile: Profile) -> Profile:
-    """The same profile with its file paths made absolute, so the copy recorded in a run
-    directory still points at the same files from there."""
-
-    def absolute(value: str) -> str:
-        return str(resolve_path(profile, value)) if value else value
-
-    data = profile.data
-    if data.corpus != "fingerspell":
-        data = dataclasses.replace(data, corpus=absolute(data.corpus))
-    data = dataclasses.replace(data, features=absolute(data.features))
-    pretrained = dataclasses.replace(
-        profile.model.pretrained, path=absolute(profile.model.pretrained.path)
-    )
-    architecture = profile.model.architecture
-    target, _, class_name = architecture.rpartition(":")
-    if target.endswith(".py"):
-        architecture = f"{absolute(target)}:{class_name}"
-    return dataclasses.replace(
-        profile,
-        data=data,
-        model=dataclasses.replace(profile.model, pretrained=pretrained, architecture=architecture),
-        distill=dataclasses.replace(profile.distill, teacher=absolute(profile.distill.teacher)),
-    )
-
-
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
     data = dataclasses.asdict(profile)
     data.pop("source", None)
@@ -429,4 +401,5 @@ __all__ = [
     "profile_to_dict",
     "profile_to_toml",
     "resolve_path",
+    "with_absolute_paths",
 ]

@@ -197,3 +197,21 @@ def test_the_profiles_landmark_groups_are_the_layouts() -> None:
     from signconsole.data.layout import LAYOUT
 
     assert set(LANDMARK_GROUPS) == set(LAYOUT.landmark_groups())
+
+
+def test_inherited_relative_paths_resolve_against_the_file_that_wrote_them(tmp_path: Path) -> None:
+    from signconsole.profile import with_absolute_paths
+
+    (tmp_path / "um").mkdir()
+    (tmp_path / "um" / "models.py").write_text("")
+    (tmp_path / "um" / "base.toml").write_text(
+        'name = "base"\nkind = "student"\n[data]\ncorpus = "../corpus"\nfeatures = "feats"\n'
+        '[model]\narchitecture = "models.py:Net"\n[model.pretrained]\npath = "w.pt"\n'
+    )
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "um/base.toml"\nname = "child"\n[data]\nfeatures = "mine"\n')
+    profile = with_absolute_paths(load_profile(child))
+    assert profile.model.architecture == f"{tmp_path / 'um' / 'models.py'}:Net"
+    assert profile.data.corpus == str(tmp_path / "corpus")
+    assert profile.model.pretrained.path == str(tmp_path / "um" / "w.pt")
+    assert profile.data.features == str(tmp_path / "mine")  # the child's own: beside the child
