@@ -8,8 +8,10 @@ read it back without unpickling arbitrary objects.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -51,13 +53,44 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    state = read_torch_file(path, map_location)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a checkpoint")
+    return state
+
+
+def read_torch_file(
+    path: Path, map_location: str | torch.device = "cpu", error: type[UserError] = CheckpointError
+) -> Any:
+    """`torch.load(path, weights_only=True)`, the one way signconsole reads a .pt file (runs,
+    pretrained weights, teachers, eval and decode). A file that is not one is one line that
+    says so, never torch's advice to load it with weights_only=False (which runs any code a
+    pickle holds)."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # corrupt, truncated, or not safe to load
-        raise CheckpointError(
-            f"{path}: cannot load checkpoint safely ({error}); "
-            "it may be truncated or written by another tool"
-        ) from None
+    except OSError as failure:
+        if failure.errno in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOENT):
+            raise error(f"{path}: cannot read it ({failure.strerror}); check the path") from None
+        # Anything else (torch reports a truncated archive as EINVAL) is the file's content.
+        raise error(f"{path}: {_unreadable(path, failure)}") from None
+    except Exception as failure:  # noqa: BLE001 - whatever torch raises, the file is unusable
+        raise error(f"{path}: {_unreadable(path, failure)}") from None
+
+
+def _unreadable(path: Path, failure: Exception) -> str:
+    """Why torch could not read `path`, in words: a file of pickled Python objects other than
+    tensors (safe loading refuses them), or not a checkpoint at all (empty, truncated, another
+    format: torch says "invalid load key", "central directory", or nothing)."""
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(failure))
+    if unsafe:
+        return (
+            f"holds a Python object ({unsafe.group(1)}) besides tensors, which signconsole does "
+            "not unpickle (torch.load weights_only=True); save a state dict of tensors instead"
+        )
+    size = path.stat().st_size
+    if not size:
+        return "not a PyTorch checkpoint (the file is empty: 0 bytes)"
+    return f"not a PyTorch checkpoint (corrupt or truncated: {size:,} bytes)"
 
 
 def rng_state() -> dict[str, Any]:

@@ -10,11 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from signconsole.engine.checkpoint import load_checkpoint, profile_hash, restore_rng, rng_state
+from signconsole.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    profile_hash,
+    restore_rng,
+    rng_state,
+)
 from signconsole.errors import UserError
 from signconsole.profile import profile_to_dict, with_absolute_paths
 
 if TYPE_CHECKING:
+    import torch
+
     from signconsole.engine.trainer import Engine
 
 FORMAT = 2
@@ -45,7 +53,7 @@ def checkpoint_state(engine: Engine) -> dict[str, Any]:
 
 def restore(engine: Engine, path: Path) -> dict[str, Any]:
     """Load `path` into a set-up engine; returns the checkpoint for anything else it holds."""
-    state = load_checkpoint(path, map_location=engine.device)
+    state = load_resumable(path, map_location=engine.device)
     if list(engine.vocabulary.tokens) != state["vocabulary"]:
         raise UserError(
             f"{path}: the run's vocabulary differs from the corpus now; resume "
@@ -74,7 +82,29 @@ def recorded_source(path: Path) -> dict[str, Any] | None:
     """The model source record a checkpoint holds (None for built-ins and older checkpoints)."""
     if not path.exists():
         return None
-    return load_checkpoint(path).get("model_source")
+    return load_resumable(path).get("model_source")
+
+
+def load_resumable(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A run's checkpoint; when its last.pt cannot be read, the error says whether the run's
+    best.pt could take its place."""
+    try:
+        return load_checkpoint(path, map_location=map_location)
+    except CheckpointError as error:
+        best = path.with_name("best.pt")
+        if path.name != "last.pt":
+            raise
+        try:
+            step = load_checkpoint(best).get("step") if best.exists() else None
+        except CheckpointError:
+            step = None
+        advice = (
+            f"; {best} (step {step}) is readable: copy it over last.pt to resume from there"
+            if step is not None
+            else f"; {best.name} is {'unreadable too' if best.exists() else 'missing'}, so "
+            "nothing of this run can be resumed: start a new run"
+        )
+        raise CheckpointError(f"{error}{advice}") from None
 
 
 def reapply_hyperparameters(engine: Engine) -> None:

@@ -168,13 +168,9 @@ def _checkpoint_in(path: Path) -> Path | None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any failure means "not a safe checkpoint"
-        raise PretrainedError(
-            f"{path}: cannot load it safely with torch.load(weights_only=True) ({error}); "
-            "save a plain state dict of tensors instead"
-        ) from None
+    from signconsole.engine.checkpoint import read_torch_file  # the one loader of .pt files
+
+    state = read_torch_file(path, "cpu", PretrainedError)
     if not isinstance(state, dict):
         raise PretrainedError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return state
