@@ -245,6 +245,18 @@ def test_evaluate_now_adds_an_evaluation(small_profile, train) -> None:
     assert [e.step for e in trained.of(StepLogged)] == list(range(1, 13))  # training went on
 
 
+def test_a_run_that_ends_before_its_first_evaluation_is_evaluated_at_the_end(
+    small_profile, train
+) -> None:
+    trained = train(small_profile("training.max_steps=4", "training.eval_every=6"))
+
+    [dev] = trained.of(EvalFinished, split="dev")
+    assert dev.step == 4 and dev.is_best
+    assert (trained.result.run_dir / "checkpoints" / "best.pt").is_file()
+    assert trained.of(EvalFinished, split="test")  # scored with that best checkpoint
+    assert trained.result.best_step == 4
+
+
 def test_checkpoint_every_writes_last_between_evaluations(small_profile, train) -> None:
     trained = train(small_profile("training.checkpoint_every=4", "training.eval_every=12"))
     last = [e.step for e in trained.of(CheckpointSaved, which="last")]

@@ -51,6 +51,7 @@ class Evaluator:
             return
         result = self.evaluate_split(engine.data.dev, engine.profile.training.sample_decodes)
         state.evaluations += 1
+        state.evaluated_step = state.step
         rate = result.counts.rate
         is_best = state.best_error_rate is None or rate < state.best_error_rate
         if is_best:
@@ -71,6 +72,16 @@ class Evaluator:
             state.step, state.evaluations, state.epoch, result.blank_only, result.emitted
         )
         engine.checkpoint("last")
+
+    def evaluate_final(self) -> None:
+        """At the end of a run that reached its end (its limits, early stopping, the time
+        budget; not a person's stop): a dev evaluation of the last step when none has seen it.
+        A run shorter than its first eval_every would otherwise end with no dev score, no
+        best checkpoint and so no test score."""
+        state = self.engine.state
+        reached_end = state.outcome == "finished" or state.stop_reason == "time budget"
+        if reached_end and state.step > 0 and state.evaluated_step != state.step:
+            self.evaluate_dev()
 
     def evaluate_test(self) -> None:
         """Score the best checkpoint on the test split once, at the end of the run."""

@@ -17,6 +17,7 @@ class TrainState:
     best_error_rate: float | None = None  # best dev error rate so far
     best_step: int | None = None  # the step of best.pt
     evaluations: int = 0  # dev evaluations so far
+    evaluated_step: int = -1  # the step of the latest dev evaluation (-1: none yet)
 
     def state_dict(self) -> dict[str, Any]:
         state = asdict(self)

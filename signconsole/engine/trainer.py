@@ -323,6 +323,7 @@ class Engine:
         self.agreement.check(self, final=True)  # every rank, one last time
         if not self.dist.is_main:
             return RunResult(self.run_dir, state.outcome, None, None, state.step)
+        self.evaluator.evaluate_final()
         # A final evaluation may just have saved this very position.
         if getattr(self, "_last_saved", None) != (state.step, state.epoch, state.batch_in_epoch):
             self.checkpoint("last")
