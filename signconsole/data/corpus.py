@@ -14,10 +14,12 @@ feature sets.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from signconsole.data.readers import FEATURE_SUFFIXES
+from signconsole.data.vocabulary import BLANK
 
 SPLITS = ("train", "dev", "test")
 HEADER = ("id", "folder", "signer", "annotation")
@@ -40,6 +42,35 @@ def annotation_path(root: Path, split: str) -> Path:
     return root / "annotations" / "manual" / f"{split}.corpus.csv"
 
 
+def frames_path(root: Path, split: str) -> Path:
+    return root / "annotations" / "manual" / f"{split}.frames.csv"
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark, as Excel writes, is dropped; CRLF is
+    fine). Anything else is a CorpusError naming the file, and the line of the first byte that
+    is not UTF-8."""
+    if path.is_dir():
+        raise CorpusError(f"{path}: is a folder, expected a text file; remove or rename it")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CorpusError(
+            f"{path}: cannot be read ({error.strerror or error}); check its permissions"
+        ) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise CorpusError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}); "
+            "save it as UTF-8"
+        ) from None
+    # Split on newlines only: str.splitlines also breaks at U+2028, U+0085 and friends, which
+    # a gloss may hold, and the line numbers in messages would no longer match an editor's.
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def read_annotations(path: Path) -> list[Entry]:
     """Parse one split's corpus.csv; every malformed line is reported with file and line."""
     if not path.exists():
@@ -47,7 +78,7 @@ def read_annotations(path: Path) -> list[Entry]:
             f"{path}: annotation file not found; a corpus needs "
             "annotations/manual/{train,dev,test}.corpus.csv"
         )
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_lines(path)
     if not lines or lines[0].strip().split("|") != list(HEADER):
         raise CorpusError(f"{path}:1: expected the header line {'|'.join(HEADER)}")
     entries: list[Entry] = []
@@ -72,23 +103,34 @@ def read_annotations(path: Path) -> list[Entry]:
         glosses = tuple(annotation.split())
         if not glosses:
             raise CorpusError(f"{path}:{number}: sample {sample_id} has an empty annotation")
+        if BLANK in glosses:
+            raise CorpusError(
+                f"{path}:{number}: sample {sample_id} uses {BLANK}, the token CTC reserves for "
+                "'no gloss'; rename that gloss"
+            )
         entries.append(Entry(sample_id, folder, signer, glosses, None))
-    frames = _read_frames(path.with_name(path.name.replace(".corpus.csv", ".frames.csv")))
+    frames = read_frames(path.with_name(path.name.replace(".corpus.csv", ".frames.csv")))
     if frames:
         entries = [Entry(e.id, e.folder, e.signer, e.glosses, frames.get(e.id)) for e in entries]
     return entries
 
 
-def _read_frames(path: Path) -> dict[str, int]:
+def read_frames(path: Path) -> dict[str, int]:
+    """{split}.frames.csv: the frame count of each sample as its files held when it was written.
+    Optional; the dataset checks every count against the file it reads (a stale count would
+    mislead the length checks)."""
     if not path.exists():
         return {}
     frames: dict[str, int] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         fields = line.split("|")
-        if number == 1 and fields[0] == "id":
+        if (number == 1 and fields[0].strip() == "id") or not line.strip():
             continue
-        if len(fields) != 2 or not fields[1].strip().isdigit():
-            raise CorpusError(f"{path}:{number}: expected id|frames, found {line[:80]!r}")
+        if len(fields) != 2 or not re.fullmatch(r"[0-9]+", fields[1].strip()):
+            raise CorpusError(
+                f"{path}:{number}: expected id|frames (frames a whole number), found "
+                f"{line[:80]!r}; fix the line or delete {path.name} (it is optional)"
+            )
         frames[fields[0].strip()] = int(fields[1])
     return frames
 
@@ -104,6 +146,16 @@ class Corpus:
         cls, root: str | Path, splits: tuple[str, ...] = SPLITS, features: str | Path | None = None
     ) -> Corpus:
         root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise CorpusError(
+                f"{root}: is a file, not a corpus folder; set data.corpus in the profile to the "
+                'folder holding annotations/ and features/, or to "fingerspell"'
+            )
+        if features is not None and Path(features).exists() and not Path(features).is_dir():
+            raise CorpusError(
+                f"{features}: is a file, not a folder; set data.features in the profile to the "
+                'folder holding {split}/{id}.npz|.npy|.pose (or "" for ROOT/features)'
+            )
         if not root.is_dir():
             raise CorpusError(
                 f"{root}: corpus directory not found; set data.corpus in the profile "

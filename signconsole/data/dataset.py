@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from signconsole.data.augment import Augmentation, augmentation_generator
-from signconsole.data.corpus import Corpus, Entry
+from signconsole.data.corpus import Corpus, CorpusError, Entry, frames_path
 from signconsole.data.layout import LAYOUT, Columns
 from signconsole.data.model_input import ModelInput
 from signconsole.data.normalize import FeatureStats, StatsAccumulator, check_groups
@@ -100,6 +100,10 @@ class SequenceDataset(Dataset):
         else:
             self.targets = [vocabulary.encode(entry.glosses, entry.id) for entry in entries]
         self._cache: dict[int, tuple] = {}
+        # Frames of each file read so far: the lengths every check and batch plan uses are the
+        # files' own, never {split}.frames.csv's (which is checked against them instead).
+        self._frames: dict[int, int] = {}
+        self._kinds: dict[int, str] = {}  # "landmarks" or "features", for the mixing check
         self._model_input: ModelInput | None = None
         self._model_input_key: tuple | None = None
         self.skipped: list[str] = []
@@ -112,6 +116,8 @@ class SequenceDataset(Dataset):
             self._cache = {
                 new: self._cache[old] for new, old in enumerate(keep) if old in self._cache
             }
+            self._frames = {new: self._frames[old] for new, old in enumerate(keep)}
+            self._kinds = {new: self._kinds[old] for new, old in enumerate(keep)}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -123,6 +129,7 @@ class SequenceDataset(Dataset):
         if cached is None:
             mapped = read_mapped_features(self.paths[index])
             if mapped is not None:
+                self._learn(index, len(mapped), "features")
                 return (torch.from_numpy(mapped),)
             sequence = read_sequence(self.paths[index])
             if sequence.landmarks is not None:
@@ -132,12 +139,29 @@ class SequenceDataset(Dataset):
                 )
             else:  # precomputed features in another container: held as float16
                 cached = (torch.from_numpy(sequence.features.astype("float16")),)
+            self._learn(index, sequence.n_frames, "landmarks" if len(cached) == 2 else "features")
             self._cache[index] = cached
         return cached
 
-    def length(self, index: int) -> int:
+    def _learn(self, index: int, frames: int, kind: str) -> None:
+        """Record what reading file `index` showed; a frames.csv count that disagrees with the
+        file is an error (a file truncated or replaced since), not a length to train on."""
         entry = self.entries[index]
-        return entry.frames if entry.frames is not None else int(self._raw(index)[0].shape[0])
+        if entry.frames is not None and entry.frames != frames:
+            listed = frames_path(self.corpus.root, self.split)
+            raise CorpusError(
+                f"{listed}: sample {entry.id} has {entry.frames} frames there but its file "
+                f"{self.paths[index]} has {frames}; if the file is right, delete {listed.name} "
+                "(it is optional) or regenerate it, else re-extract the file"
+            )
+        self._frames[index] = frames
+        self._kinds[index] = kind
+
+    def length(self, index: int) -> int:
+        """Frames of sequence `index`, as its file holds them (read on first use)."""
+        if index not in self._frames:
+            self._raw(index)
+        return self._frames[index]
 
     def lengths(self) -> list[int]:
         """Frames per item; with synthesis, the expected frames of each training slot."""
@@ -252,11 +276,22 @@ class SequenceDataset(Dataset):
         """Read every file of the split once, now: a damaged dev or test file is reported before
         training starts, not at the first evaluation or after the last step. Landmarks stay
         cached (they are read for every evaluation anyway); memory-mapped features are only
-        opened, which checks their header and shape."""
+        opened, which checks their header and shape. A split mixing landmark and feature files
+        is refused: a batch holds one or the other."""
         for index in range(len(self)):
             self._raw(index)
             if report is not None and (index + 1 == len(self) or index % 64 == 0):
                 report(index + 1, len(self))
+        kinds: dict[str, int] = {}  # kind -> its first sequence
+        for index in sorted(self._kinds):
+            kinds.setdefault(self._kinds[index], index)
+        if len(kinds) > 1:
+            raise CorpusError(
+                f"{self.corpus.root}: the {self.split} split mixes landmark and feature files "
+                f"(first: {self.paths[kinds['landmarks']]} holds landmarks [T, 543, 3], "
+                f"{self.paths[kinds['features']]} features [T, {LAYOUT.dim}]); "
+                "give every sequence the same kind of file"
+            )
 
     def compute_stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
         """Corpus statistics; groups in `ignore` are not even derived (their statistics are
