@@ -78,13 +78,15 @@ def summary(profile_path: Path, overrides: list[str]) -> int:
 
 
 def print_data_summary(summary: dict, console: Console | None = None) -> None:
+    from signconsole.data.vocabulary import count_of
+
     console = console or Console()
     table = Table("split", "sequences", "frames", title=f"corpus {summary['corpus']}")
     for split, count in summary["sequences"].items():
         table.add_row(split, str(count), str(summary["frames"][split]))
     console.print(table)
     console.print(
-        f"vocabulary: {summary['vocabulary']} {summary['unit']}s + blank    "
+        f"vocabulary: {count_of(summary['vocabulary'], summary['unit'])} + blank    "
         f"padding efficiency (train batches): {summary['padding_efficiency']:.1%}"
     )
     for split, count in summary.get("skipped_too_long", {}).items():

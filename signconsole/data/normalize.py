@@ -86,11 +86,17 @@ class StatsAccumulator:
 
 
 def check_groups(groups: tuple[str, ...]) -> None:
+    """`data.ignore`: known groups, and at least one left for the model to see (with none, no
+    feature is derived at all)."""
     known = LAYOUT.landmark_groups()
     unknown = [group for group in groups if group not in known]
     if unknown:
         raise ValueError(
             f"data.ignore: unknown landmark group(s) {', '.join(unknown)}; use {', '.join(known)}"
+        )
+    if set(known) <= set(groups):
+        raise ValueError(
+            f"data.ignore: ignores every landmark group ({', '.join(known)}); keep at least one"
         )
 
 

@@ -10,7 +10,7 @@ from signconsole.config import Profile
 from signconsole.data.augment import Augmentation
 from signconsole.data.corpus import Corpus, CorpusError
 from signconsole.data.dataset import BucketBatchSampler, SequenceDataset, padding_efficiency
-from signconsole.data.normalize import FeatureStats, ignored_groups
+from signconsole.data.normalize import FeatureStats, check_groups, ignored_groups
 from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 from signconsole.profile import resolve_path
@@ -92,6 +92,10 @@ def _speller(profile: Profile, corpus: Corpus, train: SequenceDataset) -> Spelle
 def prepare_data(
     profile: Profile, progress: Progress | None = None, with_test: bool = True
 ) -> PreparedData:
+    try:  # before anything is built or read
+        check_groups(profile.data.ignore)
+    except ValueError as error:  # an unknown group in data.ignore, or every group
+        raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
     root, unit = corpus_directory(profile, progress)
     splits = ("train", "dev", "test") if with_test else ("train", "dev")
     features = resolve_path(profile, profile.data.features) if profile.data.features else None
@@ -126,10 +130,7 @@ def prepare_data(
     if data.normalization == "corpus_stats":
         if progress:
             progress("computing feature statistics on train", 0, 1)
-        try:
-            stats = train.compute_stats(data.ignore)
-        except ValueError as error:  # an unknown group in data.ignore
-            raise CorpusError(f"{profile.source or 'profile'}: {error}") from None
+        stats = train.compute_stats(data.ignore)
         train.stats = stats
         if train.synthesis is not None and "face" in ignored_groups(stats):
             # Only the face is left out of rendering: it is 468 of 543 landmarks, while the pose

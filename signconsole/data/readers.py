@@ -16,6 +16,7 @@ Every problem is a `FeatureFileError` whose message names the file and says how 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 from signconsole.data.layout import FEATURE_DIM, N_FACE, N_HAND, N_LANDMARKS, N_POSE
 
 FEATURE_SUFFIXES = (".npz", ".pose", ".npy")
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 
 class FeatureFileError(ValueError):
@@ -74,7 +76,11 @@ def read_sequence(path: str | Path) -> Sequence:
             f"{path}: cannot be read ({type(error).__name__}: {error}); the file is corrupt or "
             "not a feature file, re-extract it"
         ) from None
-    _check_finite(path, sequence)
+    if sequence.landmarks is not None:
+        _check_finite(path, "landmarks", sequence.landmarks)
+    else:
+        assert sequence.features is not None
+        _check_finite(path, "features", sequence.features)
     return sequence
 
 
@@ -94,11 +100,14 @@ def read_mapped_features(path: str | Path) -> np.ndarray | None:
         ) from None
     if mapped.ndim != 2 or mapped.shape[1] != FEATURE_DIM:
         return None
+    _check_numbers(path, "array", mapped)
     if mapped.shape[0] == 0:
         raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
-    features = np.array(mapped, dtype=np.float16)  # a copy, even of a float16 file
+    with np.errstate(over="ignore"):  # a value beyond float16 is reported below, by name
+        features = np.array(mapped, dtype=np.float16)  # a copy, even of a float16 file
+    if not np.isfinite(features).all():
+        _check_finite(path, "features", mapped)  # the file's own values say what is wrong
     del mapped  # unmapped now: the copy is all this process keeps
-    _check_finite(path, Sequence(landmarks=None, mask=None, features=features, fps=None))
     return features
 
 
@@ -111,9 +120,12 @@ def _read_npz(path: Path) -> Sequence:
                 "'landmarks' [T, 543, 3] and 'mask' [T, 543]"
             )
         landmarks = archive["landmarks"]
-        mask = archive["mask"].astype(bool)
-        fps = float(archive["fps"]) if "fps" in archive.files else 0.0
-        fps = fps or None  # 0 is written for "unknown"
+        mask = archive["mask"]
+        fps = archive["fps"] if "fps" in archive.files else None
+    _check_numbers(path, "landmarks", landmarks)
+    _check_numbers(path, "mask", mask, allow_bool=True)
+    mask = mask.astype(bool)
+    fps = _frame_rate(path, fps)
     _check_landmark_shape(path, landmarks)
     if mask.shape != landmarks.shape[:2]:
         raise FeatureFileError(
@@ -122,8 +134,22 @@ def _read_npz(path: Path) -> Sequence:
     return Sequence(landmarks=landmarks, mask=mask, features=None, fps=fps)
 
 
+def _frame_rate(path: Path, stored: np.ndarray | None) -> float | None:
+    """The `fps` entry of an .npz as a number; 0 (written for "unknown") or none is None."""
+    if stored is None:
+        return None
+    if stored.size != 1 or not np.issubdtype(stored.dtype, np.number):
+        raise FeatureFileError(
+            f"{path}: 'fps' is {stored.dtype} of shape {list(stored.shape)}, expected one "
+            "number (0 for unknown); rewrite the file"
+        )
+    fps = float(stored.reshape(()))
+    return fps if math.isfinite(fps) and fps > 0 else None
+
+
 def _read_npy(path: Path) -> Sequence:
     array = np.load(path, allow_pickle=False)
+    _check_numbers(path, "array", array)
     if array.ndim == 3:
         _check_landmark_shape(path, array)
         mask = np.any(array != 0, axis=-1)
@@ -189,15 +215,39 @@ def _check_landmark_shape(path: Path, landmarks: np.ndarray) -> None:
         raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
 
 
-def _check_finite(path: Path, sequence: Sequence) -> None:
-    array = sequence.landmarks if sequence.landmarks is not None else sequence.features
-    assert array is not None
+def _check_numbers(path: Path, key: str, array: np.ndarray, allow_bool: bool = False) -> None:
+    """Real numbers (or, for a mask, booleans): a string or complex array would fail deep in
+    numpy or torch with a message that names neither the file nor the key."""
+    kind = array.dtype.kind
+    if kind in "iuf" or (allow_bool and kind == "b"):
+        return
+    expected = "booleans (or 0/1)" if allow_bool else "float16 or float32 numbers"
+    raise FeatureFileError(
+        f"{path}: '{key}' has dtype {array.dtype}, expected {expected}; rewrite the file with "
+        "numeric arrays or re-extract it"
+    )
+
+
+def _check_finite(path: Path, key: str, array: np.ndarray) -> None:
+    """Finite, and within float16: the dataset keeps every sequence as float16, where a larger
+    value becomes inf and surfaces much later as the model's non-finite output."""
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
         raise FeatureFileError(
             f"{path}: contains NaN/Inf ({int((~finite).sum())} values, first at frame {bad[0]}); "
             "mark undetected landmarks in the mask instead of writing NaN, or re-extract"
+        )
+    if array.dtype.itemsize <= 2 or array.size == 0:  # float16 or narrow ints: in range
+        return
+    beyond = np.abs(array) > FLOAT16_MAX
+    if beyond.any():
+        where = np.argwhere(beyond)[0]
+        value = float(array[tuple(where)])
+        raise FeatureFileError(
+            f"{path}: {key} value {value:.4g} at frame {where[0]} is beyond float16 "
+            f"(+-{FLOAT16_MAX:.0f}), the precision sequences are kept in; store coordinates "
+            "in pixels or normalized units, or re-extract"
         )
 
 

@@ -16,6 +16,19 @@ class UnknownGlossError(ValueError):
     pass
 
 
+def plural(unit: str) -> str:
+    """The plural of a vocabulary unit ("letter", "gloss") or any English noun ending like one:
+    "gloss" + "s" was the console's "glosss"."""
+    if unit.endswith(("s", "sh", "ch", "x", "z")):
+        return unit + "es"
+    return unit + "s"
+
+
+def count_of(count: int, unit: str) -> str:
+    """'1 gloss', '26 letters', '0 glosses'."""
+    return f"{count} {unit if count == 1 else plural(unit)}"
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     tokens: tuple[str, ...]  # tokens[0] is always BLANK
