@@ -243,12 +243,22 @@ def _console(args: argparse.Namespace) -> int:
         load_profile(args.profile, args.overrides)
     from signconsole.tui.app import SignConsole
 
-    SignConsole(
+    app = SignConsole(
         Path(args.profile) if args.profile else None,
         profiles_dir=Path(args.profiles),
         runs_dir=args.runs_dir,
         overrides=tuple(args.overrides),
-    ).run()
+    )
+    app.run()
+    # The screen is gone: say how each run trained here ended, where it is and how to go on,
+    # with the lines `signconsole run` ends with.
+    from rich.console import Console
+
+    from signconsole.commands.run import print_run_end
+
+    console = Console(highlight=False)
+    for outcome, status in app.trained_runs():
+        print_run_end(console, outcome, status)
     return ExitCode.OK
 
 

@@ -182,41 +182,52 @@ class HeadlessReporter:
         sys.stdout.flush()
 
     def summary(self) -> None:
-        event = self.finished
-        if event is None:
+        if self.finished is None:
             return
-        best = event.best_error_rate
-        rows = [
-            ("status", event.status),
-            ("run", self.run_dir),
-            ("steps / epochs", f"{event.step} / {event.epochs}"),
-            ("duration", f"{event.duration / 60:.1f} min"),
-            (
-                f"best dev {rate_name(self.unit)}",
-                "-"
-                if best is None or math.isnan(best)
-                else f"{best:.2%} at step {event.best_step}",
-            ),
-        ]
-        if self.test_result is not None:
-            rows.append(
-                (
-                    f"test {rate_name(self.unit)} (best checkpoint)",
-                    f"{self.test_result.error_rate:.2%}",
-                )
-            )
-        rows.append(("best checkpoint", event.best_checkpoint or "-"))
+        rows = summary_rows(self.finished, self.run_dir, self.unit, self.test_result)
         if not self.interactive:
-            # A pipe or a log file: whole lines, never a path cut to the console's width.
-            self._print("run summary")
-            for key, value in rows:
-                print(f"  {key}: {value}", flush=True)
-            return
-        from rich.table import Table
+            self._print("run summary")  # timestamped, as every plain line
+        print_summary(self.console, rows, self.interactive, header=False)
 
-        table = Table(title="run summary", show_header=False)
-        table.add_column(overflow="fold")
-        table.add_column(overflow="fold")  # a long path wraps instead of ending in "…"
-        for key, value in rows:
-            table.add_row(key, value)
-        self.console.print(table)
+
+def summary_rows(
+    event: RunFinished, run_dir: str, unit: str, test_result: EvalFinished | None
+) -> list[tuple[str, str]]:
+    """The run summary's rows: `signconsole run` prints them at the end of a run, and the
+    console when it exits after training one."""
+    best = event.best_error_rate
+    rows = [
+        ("status", event.status),
+        ("run", run_dir),
+        ("steps / epochs", f"{event.step} / {event.epochs}"),
+        ("duration", f"{event.duration / 60:.1f} min"),
+        (
+            f"best dev {rate_name(unit)}",
+            "-" if best is None or math.isnan(best) else f"{best:.2%} at step {event.best_step}",
+        ),
+    ]
+    if test_result is not None:
+        rows.append((f"test {rate_name(unit)} (best checkpoint)", f"{test_result.error_rate:.2%}"))
+    rows.append(("best checkpoint", event.best_checkpoint or "-"))
+    return rows
+
+
+def print_summary(
+    console: Console, rows: list[tuple[str, str]], interactive: bool, header: bool = True
+) -> None:
+    """A table on a terminal; whole `key: value` lines in a pipe or a log file (never a path
+    cut to the console's width)."""
+    if not interactive:
+        lines = (["run summary"] if header else []) + [f"  {key}: {value}" for key, value in rows]
+        for line in lines:
+            console.print(line, markup=False, soft_wrap=True)
+        console.file.flush()
+        return
+    from rich.table import Table
+
+    table = Table(title="run summary", show_header=False)
+    table.add_column(overflow="fold")
+    table.add_column(overflow="fold")  # a long path wraps instead of ending in "…"
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)

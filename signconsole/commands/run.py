@@ -21,25 +21,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signconsole.cli import ExitCode
-from signconsole.events import Event, RunFinished, RunStarted, StateChanged
+from signconsole.events import EvalFinished, Event, RunFinished, RunStarted, StateChanged
 
 
 @dataclass
 class Outcome:
-    """An event sink remembering what the end-of-run lines need."""
+    """An event sink remembering what the end-of-run lines need (`signconsole run`, and the
+    console for a run it trained: see `print_run_end`)."""
 
     run_dir: str = ""
     status: str = ""
     reason: str = ""
     step: int = 0
+    unit: str = ""
+    finished: RunFinished | None = None
+    test_result: EvalFinished | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self.run_dir = event.run_dir
+            self.run_dir, self.unit = event.run_dir, event.unit
         elif isinstance(event, StateChanged) and event.state in ("stopping", "stopped", "failed"):
             self.reason = event.reason or self.reason
+        elif isinstance(event, EvalFinished) and event.split != "dev":
+            self.test_result = event
         elif isinstance(event, RunFinished):
-            self.status, self.step = event.status, event.step
+            self.status, self.step, self.finished = event.status, event.step, event
 
 
 EXIT_FILE_VARIABLE = "SIGNCONSOLE_EXIT_FILE"  # where rank 0 leaves its exit code for --nproc
@@ -63,6 +69,18 @@ def end_lines(outcome: Outcome, status: str, nproc: int = 1) -> list[str]:
     else:
         lines.append("no checkpoint was saved yet, so there is nothing to resume: run it again")
     return lines
+
+
+def print_run_end(console, outcome: Outcome, status: str, nproc: int = 1) -> None:
+    """What the console prints when it exits after training a run: the run summary and the
+    end lines, the same functions `signconsole run` prints them with."""
+    from signconsole.commands.reporter import print_summary, summary_rows
+
+    if outcome.finished is not None:
+        rows = summary_rows(outcome.finished, outcome.run_dir, outcome.unit, outcome.test_result)
+        print_summary(console, rows, interactive=console.is_terminal)
+    for line in end_lines(outcome, status, nproc):
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def exit_code(status: str, reason: str, signalled: bool) -> ExitCode:

@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from signconsole.commands.run import Outcome
 from signconsole.tui.host import EngineHost
 from signconsole.tui.picker import Choice, PickerScreen
 from signconsole.tui.run_screen import RunScreen
@@ -47,7 +48,8 @@ class SignConsole(App):
         self.profile, self.overrides, self.resume = profile, overrides, resume
         self.profiles_dir = profiles_dir or Path("profiles")
         self.runs_dir = runs_dir
-        self.host: EngineHost | None = host
+        self.host: EngineHost | None = host  # the run being trained now
+        self.hosts: list[EngineHost] = [host] if host is not None else []  # every one trained
         self.job: JobSource | None = None  # a multi-process run this console started
         self.review, self.zoom = review, zoom  # `signconsole show RUN`
 
@@ -59,8 +61,9 @@ class SignConsole(App):
         elif self.profile is not None:
             self.start(Choice(self.profile, self.resume))
         else:
+            # The picker stays under the runs it opens: q on a run comes back to it.
             self.push_screen(
-                PickerScreen(self.profiles_dir, Path(self.runs_dir or "runs")), self.start
+                PickerScreen(self.profiles_dir, Path(self.runs_dir or "runs"), self.start)
             )
 
     def start(self, choice: Choice | None) -> None:
@@ -80,7 +83,18 @@ class SignConsole(App):
             self.overrides,
             str(choice.resume) if choice.resume else None,
         )
+        self.hosts.append(self.host)
         self.push_screen(RunScreen(BusSource(self.host)))
+
+    def trained_runs(self) -> list[tuple[Outcome, str]]:
+        """Each run this console trained in its process, with how it ended: what the console
+        prints when it exits (cli.py), as `signconsole run` does at the end of a run."""
+        ended = []
+        for host in self.hosts:
+            outcome = host.outcome
+            if outcome.run_dir:
+                ended.append((outcome, outcome.status or ("failed" if host.error else "stopped")))
+        return ended
 
     def _processes(self, profile: Path) -> int:
         """The profile's training.nproc; 1 when it cannot be read (the in-process engine then
@@ -116,9 +130,10 @@ class SignConsole(App):
         # Never leave a training thread behind: stop it cleanly (it checkpoints) and wait.
         from signconsole.events import Stop
 
-        if self.host is not None and not self.host.done.is_set():
-            self.host.send(Stop(reason="console closed", source="console"))
-            self.host.done.wait(timeout=120)
+        for host in self.hosts:
+            if not host.done.is_set():
+                host.send(Stop(reason="console closed", source="console"))
+                host.done.wait(timeout=120)
         if self.job is not None and not self.job.run_ended():
             self.job.send(Stop(reason="console closed", source="console"))
             self.job.job.wait()

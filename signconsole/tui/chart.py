@@ -42,18 +42,35 @@ def _format_tick(value: float, log: bool, digits: int = 0) -> str:
     return f"{value:.{2 + digits}f}" if magnitude < 1 else f"{value:.{1 + digits}f}"
 
 
-def _tick_labels(values: dict[int, float], log: bool) -> dict[int, str]:
+def _tick_labels(values: dict[int, float], log: bool, span: float) -> dict[int, str]:
     """The fewest digits that tell the ticks apart (a learning rate decaying from 50 to 47
-    was labelled 5e1 three times), within the axis's width."""
+    was labelled 5e1 three times) and that say each tick's value (a top at 1.5e-3 read 1e-3),
+    within the axis's width. `span`: the axis's linear range, to judge a linear tick's error."""
     labels = {row: _format_tick(value, log) for row, value in values.items()}
     for digits in (1, 2):
-        if len(set(labels.values())) == len(labels) or len(set(values.values())) < len(values):
-            break  # told apart already, or equal values no digit can tell apart
+        distinct = len(set(labels.values())) == len(labels) or len(set(values.values())) < len(
+            values
+        )
+        if distinct and all(_says(labels[row], value, log, span) for row, value in values.items()):
+            break
         wider = {row: _format_tick(value, log, digits) for row, value in values.items()}
         if any(len(label) >= AXIS_WIDTH for label in wider.values()):
             break
         labels = wider
     return labels
+
+
+def _says(label: str, value: float, log: bool, span: float) -> bool:
+    """Whether `label` reads as the tick's value: within 5% on a log axis, within 2% of the
+    axis's range on a linear one."""
+    try:
+        shown = float(label)
+    except ValueError:
+        return True
+    if log:
+        target = 10**value
+        return abs(shown - target) <= 0.05 * abs(target)
+    return abs(shown - value) <= 0.02 * span
 
 
 def render_chart(
@@ -65,11 +82,14 @@ def render_chart(
     y_max: float | None = None,
     percent: bool = False,
     markers: Sequence[int] = (),
+    x_range: tuple[int, int] | None = None,
 ) -> Text:
     """Render to `height` rows of `width` characters (axis labels included).
 
     `markers` are steps where the run changed course (a stage unfrozen, the LR set): each is a
-    dotted vertical rule behind the data, so a curve's bend lines up with its cause."""
+    dotted vertical rule behind the data, so a curve's bend lines up with its cause.
+    `x_range`: the steps the x axis spans (default: the data's); charts side by side share
+    one, so a step is the same column in each and the rules line up."""
     plot_width = max(4, width - AXIS_WIDTH)
     plot_height = max(1, height - 1)
     points: list[tuple[Line, list[tuple[int, float]]]] = []
@@ -92,6 +112,8 @@ def render_chart(
         return text
     x_low = min(s for s, _ in everything)
     x_high = max(s for s, _ in everything)
+    if x_range is not None:
+        x_low, x_high = min(x_low, x_range[0]), max(x_high, x_range[1])
     low = min(v for _, v in everything) if y_min is None else y_min
     high = max(v for _, v in everything) if y_max is None else y_max
     if high - low < 1e-12:
@@ -122,7 +144,7 @@ def render_chart(
     if percent and not log_y:
         tick_text = {row: f"{value * 100:.0f}%" for row, value in labels.items()}
     else:
-        tick_text = _tick_labels(labels, log_y)
+        tick_text = _tick_labels(labels, log_y, high - low)
     for row in range(plot_height):
         label = tick_text.get(row, "")
         text.append(f"{label:>{AXIS_WIDTH - 1}}┤"[-AXIS_WIDTH:], style="dim")

@@ -42,12 +42,20 @@ class ChartPane(Widget):
                 f"[{colour}]{stage}[/]" for stage, colour in self.stage_colours().items()
             )
             hidden = len(view.stages) - len(self.stage_colours())
-            more = f" +{hidden} (g)" if hidden else ""
-            return f"{self.grad_title()} [bold]total[/] {names}{more}"
+            title = f"{self.grad_title()} [bold]total[/]" + (f" {names}" if names else "")
+            if not hidden:
+                return title
+            more = f" {hidden} more stage{'s' if hidden > 1 else ''}: g"
+            plain = len(self.grad_title()) + 7 + sum(len(s) + 1 for s in self.stage_colours())
+            if plain + len(more) > self.size.width - 4:  # the border's corners and spaces
+                more = f" {hidden} more: g"
+            return title + more
         return "learning rate (log)"
 
     def grad_title(self) -> str:
-        return GRAD_TITLE if self.size.width >= 56 else "grad (log)"  # room for a stage's name
+        # Room for a stage's name and "N more: g" (the axis's ticks show the log scale too).
+        width = self.size.width
+        return GRAD_TITLE if width >= 56 else "grad (log)" if width >= 44 else "grad"
 
     def stage_colours(self) -> dict[str, str]:
         """The stages drawn: the largest few by their newest norm, or all of them (`g`).
@@ -56,7 +64,7 @@ class ChartPane(Widget):
         if self.view.grad_all_stages:
             shown = stages
         else:  # as many of the top stages as the title has room to name
-            room = self.size.width - len(self.grad_title()) - 16
+            room = self.size.width - 4 - len(self.grad_title()) - 17  # " total", " N more: g"
             shown = []
             for stage in self.view.top_stages():
                 room -= len(stage) + 1
@@ -103,7 +111,12 @@ class ChartPane(Widget):
             lines = [_within(line, *zoom) for line in lines]
         markers = [step for step, _ in self.view.markers]
         return render_chart(
-            lines, self.content_size.width, self.content_size.height, markers=markers, **options
+            lines,
+            self.content_size.width,
+            self.content_size.height,
+            markers=markers,
+            x_range=zoom or self.view.step_range(),
+            **options,
         )
 
 

@@ -23,17 +23,19 @@ from signconsole.events import (
     Stop,
     Unfreeze,
 )
-from signconsole.tui.dialogs import AskLearningRate, Confirm, HelpScreen
+from signconsole.tui.dialogs import AskLearningRate, Confirm, HelpScreen, lr_factor_problem
 
 # Footer order is priority order: what is shown first survives a narrow terminal.
 BINDINGS = [
-    Binding("space", "toggle_pause", "pause", id="pause", tooltip="pause / resume training"),
+    # One key, two bindings: the footer names what space does now (check_action hides the other).
+    Binding("space", "pause", "pause", id="pause", tooltip="pause training"),
+    Binding("space", "resume", "resume", id="resume", tooltip="resume training"),
     Binding("f", "toggle_stage", "freeze", id="freeze", tooltip="freeze / unfreeze the stage"),
     Binding("c", "checkpoint", "ckpt", id="checkpoint", tooltip="checkpoint now"),
     Binding("e", "evaluate", "eval", id="evaluate", tooltip="evaluate on dev now"),
     Binding("s", "stop", "stop", id="stop", tooltip="stop (asks; checkpoints)"),
     Binding("a", "acknowledge", "ack", id="acknowledge", tooltip="acknowledge the alarm"),
-    Binding("q", "quit_run", "quit", id="quit", tooltip="quit (asks; stops the run)"),
+    Binding("q", "quit_run", "quit", id="quit", tooltip="quit"),  # help: what q does here
     Binding("question_mark", "help", "help", id="help", tooltip="this help"),
     Binding("minus", "lr_factor(0.5)", "lr ÷2", id="lr_down", show=False),
     Binding("plus,equals_sign", "lr_factor(2.0)", "lr ×2", id="lr_up", show=False),
@@ -54,6 +56,8 @@ BINDINGS = [
 # Keys that drive training: offered only while an engine takes commands.
 CONTROL_ACTIONS = {
     "toggle_pause",
+    "pause",
+    "resume",
     "toggle_stage",
     "lr_factor",
     "set_lr",
@@ -69,21 +73,56 @@ class RunControls(Screen):
 
     BINDINGS = BINDINGS
 
+    stop_sent = False  # a stop (or quit) went to the engine: nothing else will be applied
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Hidden, not greyed out, when they cannot act: the footer keeps room for what works.
         if action == "acknowledge":
             return self.view.alarm is not None
-        return action not in CONTROL_ACTIONS or self.source.can_control(self.view)
+        if action not in CONTROL_ACTIONS:
+            return True
+        if not self.live:
+            return False
+        paused = self.view.state == "paused"
+        return not (action == "pause" and paused or action == "resume" and not paused)
 
     @property
     def live(self) -> bool:
-        return self.source.can_control(self.view)
+        """Commands reach an engine that will apply them: not once the run is stopping (it
+        refuses them then) or a stop is on its way to it."""
+        return (
+            self.source.can_control(self.view)
+            and not self.stop_sent
+            and self.view.state not in ("stopping", "stopped")
+        )
+
+    def offered(self) -> list[Binding]:
+        """The keys that work now, in footer order: what the help lists."""
+        return [b for b in BINDINGS if self.check_action(b.action.split("(")[0], ()) is not False]
+
+    def quit_text(self) -> str:
+        """What q does here, as the help says it."""
+        where = "back to the picker" if self.from_picker else "exit"
+        if not self.source.owns_run:
+            return f"leave (the run goes on), {where}"
+        if self.live:
+            return f"stop the run (asks), {where}"
+        return f"leave, {where}"
+
+    @property
+    def from_picker(self) -> bool:
+        """Opened over the picker: q goes back to it instead of leaving the console."""
+        from signconsole.tui.picker import PickerScreen
+
+        stack = self.app.screen_stack
+        return self in stack and any(isinstance(s, PickerScreen) for s in stack)
 
     # ----------------------------------------------------------------------- training
     def _send(self, command: Command, note: str) -> None:
         view = self.view
-        if not self.source.can_control(view):
-            self.notify(f"the run is {view.state}: nothing to control", severity="warning")
+        if not self.live:
+            state = "stopping" if self.stop_sent else view.state
+            self.notify(f"the run is {state}: nothing to control", severity="warning")
             return
         try:
             self.source.send(command)
@@ -96,14 +135,25 @@ class RunControls(Screen):
             view.pending = f"{note}: sent"
         view.status_version += 1
         self.refresh_status()
-        self.notify(f"{note}: applied at the next step", timeout=2)
+        # "sent", not "applied": the engine may still refuse it (it says so in a toast and the
+        # Events tab, see RunScreen._tell_rejections).
+        if isinstance(command, Stop):
+            self.stop_sent = True
+            self._refresh_footer()  # the footer and the f hint drop the training keys now
+        self.notify(f"{note}: sent, for the next step", timeout=2)
 
     def action_toggle_pause(self) -> None:
-        paused = self.view.state == "paused"
-        self._send(
-            Resume(source="console") if paused else Pause(source="console"),
-            "resume" if paused else "pause",
-        )
+        """The command palette's entry: whichever of pause and resume applies now."""
+        if self.view.state == "paused":
+            self.action_resume()
+        else:
+            self.action_pause()
+
+    def action_pause(self) -> None:
+        self._send(Pause(source="console"), "pause")
+
+    def action_resume(self) -> None:
+        self._send(Resume(source="console"), "resume")
 
     def action_toggle_stage(self) -> None:
         from signconsole.tui.panes import StagesPane
@@ -119,6 +169,10 @@ class RunControls(Screen):
         self._send(command, f"{'freeze' if trainable else 'unfreeze'} {stage}")
 
     def action_lr_factor(self, factor: float) -> None:
+        problem = lr_factor_problem(self.view.lr, factor)
+        if problem:  # the engine would reject it: say so now, send nothing
+            self.notify(f"not sent: {problem}", severity="warning", timeout=6)
+            return
         self._send(SetLearningRate(factor=factor, source="console"), f"lr ×{factor:g}")
 
     def action_set_lr(self) -> None:
@@ -139,32 +193,46 @@ class RunControls(Screen):
             if yes:
                 self._send(Stop(reason="stopped from the console", source="console"), "stop")
 
-        if self.source.can_control(self.view):
+        if self.live:
             self.app.push_screen(Confirm("Stop training? A checkpoint is written first."), answered)
 
     def action_quit_run(self) -> None:
-        if not self.source.owns_run:
-            # Leaving a review or an attached run never touches it: back to the picker, or out.
-            if len(self.app.screen_stack) > 2:
-                self.app.pop_screen()
-            else:
-                self.app.exit()
+        """Leave this run: back to the picker when it opened the run, else out of the console.
+        A run this console trains is stopped first (asked, checkpointed, scored on test); the
+        console prints how it ended when it exits (cli.py). A review or an attached run is
+        left as it is."""
+        if not self.source.owns_run or self.source.run_ended():
+            self._leave()
             return
-        if not self.source.can_control(self.view):
-            self.app.exit()
+        if not self.live:  # stopping already: wait for the engine to finish its checkpoint
+            self._wait_then_leave()
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.source.send(Stop(reason="console quit", source="console"))
-                self.notify("stopping: writing a checkpoint, then quitting", timeout=10)
-                self.set_interval(0.2, self._exit_when_done)
+                self.stop_sent = True
+                self._refresh_footer()
+                self._wait_then_leave()
 
         self.app.push_screen(Confirm("Quit? The run stops cleanly with a checkpoint."), answered)
 
-    def _exit_when_done(self) -> None:
+    def _wait_then_leave(self) -> None:
+        if getattr(self, "_leaving", False):
+            return
+        self._leaving = True
+        self.notify("stopping: writing a checkpoint, then leaving", timeout=10)
+        self.set_interval(0.2, self._leave_when_done)
+
+    def _leave_when_done(self) -> None:
         if self.source.run_ended():
             self.drain()
+            self._leave()
+
+    def _leave(self) -> None:
+        if self.from_picker:
+            self.dismiss()
+        else:
             self.app.exit()
 
     # ------------------------------------------------------------------------- viewing
@@ -174,9 +242,15 @@ class RunControls(Screen):
         self.refresh_bindings()
 
     def action_help(self) -> None:
-        live = self.source.can_control(self.view)
-        shown = [b for b in BINDINGS if live or b.action.split("(")[0] not in CONTROL_ACTIONS]
-        self.app.push_screen(HelpScreen(shown, self.source.owns_run, controls_hidden=not live))
+        notes = ["Arrows in the Stages tab (1) pick the stage f acts on."]
+        if self.live:
+            notes.append("ctrl+p: the command palette. Commands apply at the next step.")
+        else:
+            notes.append(
+                "Training keys (pause, freeze, LR, stop...) work while a run is live"
+                + (f"; this one is {self.view.state}." if self.source.owns_run else ".")
+            )
+        self.app.push_screen(HelpScreen(self.offered(), self.quit_text(), notes))
 
     def action_show_tab(self, tab: str) -> None:
         from textual.widgets import TabbedContent

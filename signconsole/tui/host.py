@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from signconsole.commands.run import Outcome
 from signconsole.events import (
     AlarmRaised,
     Command,
@@ -43,6 +44,11 @@ class EngineHost:
         self.bus = EventBus()
         self.events: deque[Event] = deque()
         self.bus.subscribe(self._collect)
+        # What `signconsole run` prints at the end of a run, kept from the bus itself (not from
+        # the screen, which may be gone before the engine's last events): cli.py prints it
+        # when the console exits.
+        self.outcome = Outcome()
+        self.bus.subscribe(self.outcome)
         # Set by the console to a callable that only schedules a drain on its event loop
         # (loop.call_soon_threadsafe): it must never block the training thread.
         self.wake: Callable[[], None] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,19 +54,43 @@ class Choice:
     resume: Path | None = None
 
 
-class PickerScreen(Screen[Choice]):
+def shown_folder(folder: Path) -> str:
+    """A folder as a person typed it: ./profiles for a relative one, whole if absolute."""
+    return str(folder) if folder.is_absolute() else f"./{folder}"
+
+
+PICKER_REFRESH = 3.0  # seconds between re-reads of the runs list (a headless run moves on)
+
+
+def cannot_resume(run: RunSummary) -> str:
+    """Why Enter does not resume `run`, in words that say what to do instead."""
+    if run.live:
+        from signconsole.store.lock import read_holder
+
+        holder = read_holder(run.path)
+        who = holder.describe() if holder is not None else "another process"
+        return f"{run.path.name} is being trained by {who}: v follows it (watch and control)"
+    return f"{run.path.name}: cannot resume: {run.why_not_resumable}"
+
+
+class PickerScreen(Screen):
     BINDINGS = [
         Binding("enter", "choose", "start / resume", id="choose", show=True),
         Binding("tab", "app.focus_next", "switch list", show=True),
-        Binding("v", "review", "review run", id="review"),
-        Binding("m", "mark", "mark run", id="mark"),
-        Binding("c", "compare", "compare marked", id="compare"),
-        Binding("q", "app.quit", "quit", id="quit"),
+        Binding("v", "review", "review run", id="review", tooltip="review or follow the run"),
+        Binding("m", "mark", "mark run", id="mark", tooltip="mark the run for comparison"),
+        Binding("c", "compare", "compare marked", id="compare", tooltip="compare the marked runs"),
+        Binding("q", "app.quit", "quit", id="quit", tooltip="quit the console"),
+        Binding("question_mark", "help", "help", id="help", tooltip="this help"),
     ]
 
-    def __init__(self, profiles_dir: Path, runs_dir: Path) -> None:
+    def __init__(
+        self, profiles_dir: Path, runs_dir: Path, open_run: Callable[[Choice], None]
+    ) -> None:
+        """`open_run`: starts the chosen profile or resumes the chosen run on a screen pushed
+        over this one, so leaving that run comes back here."""
         super().__init__()
-        self.profiles_dir, self.runs_dir = profiles_dir, runs_dir
+        self.profiles_dir, self.runs_dir, self.open_run = profiles_dir, runs_dir, open_run
         self.profiles: dict[str, ProfileRow] = {}
         self.runs: dict[str, RunSummary] = {}
         self.marked: list[str] = []  # run paths marked for comparison, in marking order
@@ -81,6 +106,9 @@ class PickerScreen(Screen[Choice]):
         )
         yield Label("Profiles", classes="section")
         yield DataTable(id="profiles", cursor_type="row")
+        no_profiles = Static(id="no-profiles")
+        no_profiles.display = False
+        yield no_profiles
         yield Label(f"Recent runs in {self.runs_dir}", classes="section")
         yield DataTable(id="runs", cursor_type="row")
         yield Static(id="detail", classes="hint")
@@ -93,31 +121,63 @@ class PickerScreen(Screen[Choice]):
             mark = Text("✓", style="green") if not row.problem else Text("✗", style="bold red")
             table.add_row(mark, row.name, row.kind, row.model, row.data, key=str(row.path))
             self.profiles[str(row.path)] = row
+        if not self.profiles:  # an empty table says nothing: say where it looked
+            table.display = False
+            message = self.query_one("#no-profiles", Static)
+            message.display = True
+            message.update(
+                Text(
+                    f"no profiles in {shown_folder(self.profiles_dir)}; pass --profiles DIR "
+                    "or a profile file",
+                    style="yellow",
+                )
+            )
         runs = self.query_one("#runs", DataTable)
         runs.add_column("", key="mark")
-        runs.add_columns("run", "kind", "status", "best", "steps", "started")
-        for run in list_runs(self.runs_dir)[:30]:
-            best = "-" if run.best_error_rate is None else f"{run.best_error_rate:.1%}"
-            started = (
-                time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
-            )
-            runs.add_row(
-                "",
-                run.path.name,
-                run.kind,
-                run.status,
-                best,
-                str(run.steps),
-                started,
-                key=str(run.path),
-            )
-            self.runs[str(run.path)] = run
-        table.focus()
+        for column in ("run", "kind", "status", "best", "steps", "started"):
+            runs.add_column(column, key=column)
+        self.refresh_runs()
+        (table if self.profiles else runs).focus()
         self._show_detail()
+        self.set_interval(PICKER_REFRESH, self.refresh_runs)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_runs()  # back from a run or a review: it may have ended since
+
+    # -------------------------------------------------------------------------- runs list
+    def refresh_runs(self) -> None:
+        """Re-read the runs: a headless run's status, best and steps move on while the picker
+        is open. Cells are updated in place (the cursor stays); new runs rebuild the list."""
+        table = self.query_one("#runs", DataTable)
+        runs = list_runs(self.runs_dir)[:30]
+        keys = [str(run.path) for run in runs]
+        if keys != list(self.runs):
+            selected = self._selected()
+            table.clear()
+            for run in runs:
+                table.add_row(*self._run_cells(run), key=str(run.path))
+            if selected and selected[0] == "runs" and selected[1] in keys:
+                table.move_cursor(row=keys.index(selected[1]), animate=False)
+        else:
+            for run in runs:
+                if run != self.runs[str(run.path)]:
+                    for column, value in zip(table.columns, self._run_cells(run), strict=True):
+                        table.update_cell(str(run.path), column, value, update_width=True)
+        self.runs = dict(zip(keys, runs, strict=True))
+        self._show_detail()
+
+    def _run_cells(self, run: RunSummary) -> list:
+        best = "-" if run.best_error_rate is None else f"{run.best_error_rate:.1%}"
+        started = time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else ""
+        mark = Text("●", style="bold cyan") if str(run.path) in self.marked else ""
+        return [mark, run.path.name, run.kind, run.status, best, str(run.steps), started]
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
         self._show_detail()
+
+    def on_descendant_focus(self) -> None:
+        self._show_detail()  # tab to the other list: its row, not the previous list's
 
     def _selected(self) -> tuple[str, str] | None:
         table = self.focused if isinstance(self.focused, DataTable) else None
@@ -140,24 +200,19 @@ class PickerScreen(Screen[Choice]):
                 if row.problem
                 else Text(f"{row.path}: enter starts a {row.kind} run", style="dim")
             )
-        else:
-            run = self.runs[key]
-            how = (
-                "enter resumes it from its last checkpoint"
-                if run.resumable
-                else (
-                    "still running elsewhere"
-                    if run.status == "running"
-                    else "no checkpoint to resume"
-                )
+            return
+        run = self.runs.get(key)
+        if run is None:
+            detail.update("")
+            return
+        how = "enter resumes it from its last checkpoint" if run.resumable else cannot_resume(run)
+        detail.update(
+            Text(
+                f"{run.path} ({run.status}): {how}; v reviews it, m marks it, c compares "
+                f"the marked runs ({len(self.marked)} marked)",
+                style="dim",
             )
-            detail.update(
-                Text(
-                    f"{run.path} ({run.status}): {how}; v reviews it, m marks it, c compares "
-                    f"the marked runs ({len(self.marked)} marked)",
-                    style="dim",
-                )
-            )
+        )
 
     @on(DataTable.RowSelected)
     def _row_selected(self) -> None:
@@ -173,16 +228,22 @@ class PickerScreen(Screen[Choice]):
             if row.problem:
                 self.notify(row.problem, title="profile has problems", severity="error", timeout=10)
                 return
-            self.dismiss(Choice(row.path))
+            self.open_run(Choice(row.path))
             return
         run = self.runs[key]
         if not run.resumable:
-            self.notify(
-                f"{run.path.name}: cannot resume ({run.status}, no last checkpoint)",
-                severity="warning",
-            )
+            self.notify(cannot_resume(run), severity="warning", timeout=8)
             return
-        self.dismiss(Choice(run.path / "profile.toml", resume=run.path))
+        self.open_run(Choice(run.path / "profile.toml", resume=run.path))
+
+    def action_help(self) -> None:
+        from signconsole.tui.dialogs import HelpScreen
+
+        notes = [
+            "A run started or resumed here, or reviewed with v: q on it comes back here.",
+            "The runs list is re-read every few seconds.",
+        ]
+        self.app.push_screen(HelpScreen(self.BINDINGS, "quit the console", notes=notes))
 
     # ------------------------------------------------------------------ review and compare
     def _highlighted_run(self) -> RunSummary | None:

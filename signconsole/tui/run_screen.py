@@ -22,6 +22,7 @@ from signconsole.tui.panes import (
     DecodesPane,
     StagesPane,
     TimelinePane,
+    banner_text,
     entry_text,
     status_text,
 )
@@ -45,7 +46,7 @@ class RunScreen(RunControls):
         self._events_label = "Events"
         self._schedule_text = ""
         self._banner: TimelineEntry | None = None
-        self._footer_state: tuple[bool, bool] | None = None
+        self._footer_state: tuple[bool, bool, bool] | None = None
 
     @property
     def host(self):
@@ -106,6 +107,7 @@ class RunScreen(RunControls):
             self.view.state = "failed"
             self.view.apply_failure(f"run failed: {host.error}")
             changed = True
+        self._refresh_footer()  # an engine that ended sends no event: the footer follows anyway
         if not changed and not force_charts:
             return
         try:
@@ -124,6 +126,13 @@ class RunScreen(RunControls):
         # The status line drops its least important parts to fit: refit it to the new width
         # now, not at the next event (a finished or reviewed run may have none coming).
         self.refresh_status(event.size.width)
+        if self._banner is not None:  # the banner's two lines are cut to the new width
+            self.query_one("#alarm", Static).update(self._banner_text(self._banner))
+        # A short terminal: the tabs get as much room as the charts, so the Events tab shows
+        # rows and the selected one's full text even with the alarm banner up (80x24).
+        short = event.size.height < 30
+        self.query_one("#charts").styles.height = "1fr" if short else "3fr"
+        self.query_one("#tabs").styles.height = "1fr" if short else "2fr"
 
     def refresh_status(self, width: int | None = None) -> None:
         # The status line is one row high whatever it says: no relayout of the screen for it.
@@ -133,6 +142,7 @@ class RunScreen(RunControls):
     def refresh_panes(self, force_charts: bool = False) -> None:
         self.refresh_status()
         self._show_alarm()
+        self._tell_rejections()
         now = time.monotonic()
         if force_charts or now - self._last_chart_draw >= CHART_INTERVAL or self.view.finished:
             self._last_chart_draw = now
@@ -147,10 +157,16 @@ class RunScreen(RunControls):
         self.query_one(DecodesPane).update_if_changed()
         self._update_schedule()
         self._update_events_label()
-        bindings = (self.source.can_control(self.view), self.view.alarm is not None)
-        if bindings != self._footer_state:  # the footer offers what works now
+        self._refresh_footer()
+
+    def _refresh_footer(self) -> None:
+        """The footer offers what works now: the training keys while the engine takes
+        commands, space named after what it does (pause or resume), `a` while an alarm is up."""
+        bindings = (self.live, self.view.state == "paused", self.view.alarm is not None)
+        if bindings != self._footer_state:
             self._footer_state = bindings
             self.refresh_bindings()
+            self._update_schedule()  # its "f toggles" hint goes with the f key
 
     # ---------------------------------------------------------------------------- alarms
     def _show_alarm(self) -> None:
@@ -164,13 +180,22 @@ class RunScreen(RunControls):
         banner.display = alarm is not None
         if alarm is None:
             return
-        text = entry_text(alarm)
-        text.append("   a: acknowledge · 2: all events", style="dim")
+        banner.update(self._banner_text(alarm))
         banner.set_class(alarm.severity == "error", "error-alarm")
-        banner.update(text)
         self.notify(alarm.text, title="alarm", severity="error", timeout=8)
         if getattr(self.app, "bell_on_alarm", True):
             self.app.bell()
+
+    def _banner_text(self, alarm: TimelineEntry):
+        # border (1) and padding (1 each side): what is left of the width for the text
+        return banner_text(alarm, max(20, (self.size.width or 80) - 3))
+
+    def _tell_rejections(self) -> None:
+        """A command the engine refused: the toast that said "sent" is answered by one that
+        says why not (the Events tab keeps it)."""
+        while self.view.untold_rejections:
+            text = self.view.untold_rejections.pop(0)
+            self.notify(text, title="command rejected", severity="warning", timeout=10)
 
     def _update_events_label(self) -> None:
         tabs = self.query_one(TabbedContent)
@@ -190,7 +215,8 @@ class RunScreen(RunControls):
             upcoming = [f"epoch {e}: {', '.join(n)}" for e, n in view.schedule if e > view.epoch]
             text += "   schedule: " + ("; ".join(upcoming) if upcoming else "done")
         selected = self.query_one(StagesPane).selected_stage()
-        text += f"   (f toggles {selected})" if selected else ""
+        if selected and self.live:  # a review or an ended run: f does nothing, so no hint
+            text += f"   (f toggles {selected})"
         if text != self._schedule_text:
             self._schedule_text = text
             self.query_one("#schedule", Static).update(text)
@@ -214,6 +240,8 @@ class RunScreen(RunControls):
         if pane_id == "events":
             self.view.unseen_alarms = 0
             self._update_events_label()
+            if self.view.alarm is not None:  # the banner's alarm, written out in full below
+                self.query_one(TimelinePane).select(self.view.alarm)
         target = TAB_FOCUS.get(pane_id)
         if target:
             self.call_after_refresh(self.query_one(target).focus)

@@ -95,8 +95,10 @@ def load_series(reader: RunReader, view: RunView, end: int | None = None) -> Non
 
 
 def settle_history(view: RunView) -> None:
-    """History is not news: no banner, no bell, no badge for alarms already stored."""
+    """History is not news: no banner, no bell, no badge for alarms already stored, no toast
+    for commands refused long ago."""
     view.acknowledge()
+    view.untold_rejections.clear()
 
 
 class StoreSource:
@@ -130,6 +132,7 @@ class StoreSource:
         view.kind = view.kind or meta.get("kind", "")
         view.unit = meta.get("unit", view.unit)
         view.run_dir = str(reader.run_dir)
+        view.set_total_epochs(reader.profile_text())
         load_series(reader, view)
         view.step = max(view.step, reader.last_step())
         epoch = reader.last_value(m.EPOCH)
@@ -211,14 +214,32 @@ class BusSource:
 
     def __init__(self, host: EngineHost) -> None:
         self.host = host
+        self._introduced = False
 
     def read(self, view: RunView) -> bool:
+        introduced = not self._introduced
+        if introduced:
+            self._introduced = True
+            self._introduce(view)
         events = self.host.drain()
         for event in events:
             if isinstance(event, RunStarted) and event.resumed_from:
                 self._history(view, event)
             view.apply(event)
-        return bool(events)
+        return bool(events) or introduced
+
+    def _introduce(self, view: RunView) -> None:
+        """Before the engine has loaded anything: the profile's name and, for a resume, the
+        step it goes on from (its store says), instead of "..." and step 0."""
+        view.name = view.name or self.host.profile_path.stem
+        if self.host.resume and (Path(self.host.resume) / "run.db").exists():
+            try:
+                with RunReader(self.host.resume) as reader:
+                    view.name = reader.meta().get("name", view.name)
+                    view.step = max(view.step, reader.last_step())
+            except Exception:  # noqa: BLE001 - a guess for the first second; the engine decides
+                pass
+        view.status_version += 1
 
     def _history(self, view: RunView, started: RunStarted) -> None:
         """A resumed run: what it did before this process, from its store, so the charts show
@@ -230,6 +251,8 @@ class BusSource:
             marks = reader.max_rowids()
             replay(reader, view, marks, before=started.time)
             load_series(reader, view, end=started.step)
+            epoch = reader.last_value(m.EPOCH)  # until this process logs its first step
+            view.epoch = int(epoch) if epoch is not None else view.epoch
         settle_history(view)
 
     def can_control(self, view: RunView) -> bool:

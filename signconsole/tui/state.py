@@ -37,6 +37,14 @@ TOP_STAGES = 3  # grad-norm chart: the total and this many stages (all of them o
 _SEVERITY = {"info": 0, "warning": 1, "error": 2}
 
 
+def describe_evaluation(event: EvalFinished) -> str:
+    """An evaluation as the Events tab lists it: what log.txt says, and whether it was a new
+    best (the best checkpoint is written for it) or the test score of the best checkpoint."""
+    if event.split == "dev":
+        return f"eval {m.describe_eval(event)}" + ("  new best" if event.is_best else "")
+    return f"eval {m.describe_eval(event)}  (best checkpoint)"
+
+
 @dataclass
 class StageView:
     name: str
@@ -68,7 +76,8 @@ class RunView:
     state: str = "starting"
     state_reason: str = ""
     step: int = 0
-    epoch: int = 0
+    epoch: int = 0  # as the engine counts it, from 0 (shown from 1: `epoch_text`)
+    total_epochs: int = 0  # the profile's training.max_epochs (0 = not known)
     total_steps: int = 0
     frames_per_second: float = 0.0
     steps_per_second: float = 0.0
@@ -91,6 +100,8 @@ class RunView:
     alarm: TimelineEntry | None = None  # the newest alarm, until the person acknowledges it
     finished: RunFinished | None = None
     pending: str = ""  # a command sent, until the engine reports one applied (CommandApplied)
+    # Commands the engine refused, not yet told in a toast (the Events tab keeps them all).
+    untold_rejections: list[str] = field(default_factory=list)
     # Chart options, changed by keys: the visible step range and what the charts draw.
     zoom: tuple[int, int] | None = None
     loss_log: bool = True  # a CTC loss falls by orders of magnitude: linear flattens it
@@ -102,6 +113,9 @@ class RunView:
     decodes_version: int = 0
     status_version: int = 0
     _rate_anchor: tuple[float, int] | None = None
+    # The engine's frames/s of the first interval after a pause spans the pause (its window is
+    # wall time): that one value is not shown (an engine-side fix would measure active time).
+    _rate_spans_pause: bool = False
     _lr_events: bool = False  # the engine publishes LearningRateChanged: no command guessing
 
     @property
@@ -128,8 +142,35 @@ class RunView:
     def evaluations(self) -> list[int]:
         return [e.step for e in self.evals]
 
+    def step_range(self) -> tuple[int, int] | None:
+        """The steps every chart spans: from the first charted step to the newest, so charts
+        side by side put a step at the same column (the error chart's evaluations included)."""
+        firsts = [s.steps[0] for s in self.series.values() if s.steps]
+        if not firsts:
+            return None
+        lasts = [s.steps[-1] for s in self.series.values() if s.steps]
+        return min(firsts), max(max(lasts), self.step)
+
     def series_for(self, name: str) -> Series:
         return self.series.setdefault(name, Series())
+
+    def epoch_text(self) -> str:
+        """The epoch a person counts, from 1, out of the planned ones when known."""
+        shown = self.epoch + 1
+        if self.total_epochs:
+            return f"ep {min(shown, self.total_epochs)}/{self.total_epochs}"
+        return f"ep {shown}"
+
+    def set_total_epochs(self, profile_toml: str) -> None:
+        """training.max_epochs from the run's profile text (the event's, or profile.toml)."""
+        import tomllib
+
+        try:
+            epochs = tomllib.loads(profile_toml).get("training", {}).get("max_epochs", 0)
+        except (tomllib.TOMLDecodeError, AttributeError):
+            return
+        if isinstance(epochs, int) and epochs > 0:
+            self.total_epochs = epochs
 
     def eta_seconds(self) -> float | None:
         if not self.total_steps or self.steps_per_second <= 0 or self.state != "running":
@@ -166,7 +207,10 @@ class RunView:
                     stage_norms = True
         self.epoch = int(values.get(m.EPOCH, self.epoch))
         self.lr = values.get(m.LR, self.lr)
-        self.frames_per_second = values.get(m.FRAMES_PER_SECOND, self.frames_per_second)
+        if self._rate_spans_pause and m.FRAMES_PER_SECOND in values:
+            self._rate_spans_pause = False  # the pause is in this one's window: keep the last
+        else:
+            self.frames_per_second = values.get(m.FRAMES_PER_SECOND, self.frames_per_second)
         self.teacher_ms = values.get(m.TEACHER_MS, self.teacher_ms)
         self.charts_version += 1
         self.status_version += 1
@@ -244,6 +288,11 @@ class RunView:
         }
         self.schedule = [(epoch, list(names)) for epoch, names in event.stage_schedule]
         self.started = event.time
+        if event.profile_toml:
+            self.set_total_epochs(event.profile_toml)
+        if event.resumed_from:  # the run's earlier life is history; say where this one began
+            text = f"resumed from step {event.step} (checkpoints/last.pt)"
+            self.add_entry(TimelineEntry(event.step, event.time, "state", "info", text))
         self.stages_version += 1
         self.charts_version += 1  # the error chart's title names the unit
         self.decodes_version += 1
@@ -254,6 +303,9 @@ class RunView:
 
     def _on_EvalFinished(self, event: EvalFinished) -> None:
         self.decodes_version += 1
+        self.add_entry(
+            TimelineEntry(event.step, event.time, "eval", "info", describe_evaluation(event))
+        )
         if event.split != "dev":
             self.test_eval = event
             return
@@ -309,7 +361,14 @@ class RunView:
         self.add_entry(TimelineEntry(event.step, event.time, "stage", "info", text))
 
     def _on_StateChanged(self, event: StateChanged) -> None:
+        if event.state == "paused" and self.state != "paused":
+            self._rate_spans_pause = True
+        if event.state in ("paused", "running"):
+            self._rate_anchor = None  # steps/s (the ETA) measures training, not the pause
         self.state, self.state_reason = event.state, event.reason
+        # The engine's step at the change (a pause lands between two logged steps): the
+        # status line says where it really stopped.
+        self.step = max(self.step, event.step)
         if m.state_worth_telling(event):
             severity = "warning" if event.state == "failed" else "info"
             text = m.describe_state(event)
@@ -328,13 +387,19 @@ class RunView:
         if not self._lr_events and m.command_name(event) in m.LR_COMMANDS:
             self.mark(event.step, "lr")
         text = m.describe_applied(event)
-        self.add_entry(TimelineEntry(event.step, event.time, "command", "info", text))
+        rejected = event.detail.startswith("rejected")
+        severity = "warning" if rejected else "info"
+        self.add_entry(TimelineEntry(event.step, event.time, "command", severity, text))
+        if rejected:
+            self.untold_rejections.append(text)
         self.pending = ""
 
     def _on_CheckpointSaved(self, event: CheckpointSaved) -> None:
-        if event.which == "best":
-            return
-        text = f"checkpoint {event.which}"
+        # The path under the run directory: the table's column is narrow, and the run is known.
+        path = event.path
+        if self.run_dir and path.startswith(self.run_dir.rstrip("/") + "/"):
+            path = path[len(self.run_dir.rstrip("/")) + 1 :]
+        text = f"checkpoint {event.which} -> {path}"
         self.add_entry(TimelineEntry(event.step, event.time, "checkpoint", "info", text))
 
     def _on_RunFinished(self, event: RunFinished) -> None:
