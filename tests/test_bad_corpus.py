@@ -219,3 +219,20 @@ def test_the_summary_says_glosses_and_letters(capsys, corpus: Path) -> None:
     from signconsole.data.vocabulary import count_of
 
     assert [count_of(1, "gloss"), count_of(2, "letter")] == ["1 gloss", "2 letters"]
+
+
+def test_mixing_is_caught_however_the_split_is_read(corpus: Path) -> None:
+    """`eval` reads its split batch by batch, without `read_all`: the first feature file after a
+    landmark file is the same one line, not a collate crash."""
+    from signconsole.data.corpus import Corpus
+    from signconsole.data.dataset import SequenceDataset
+    from signconsole.data.vocabulary import Vocabulary
+
+    frames = len(landmarks_of(corpus / SAMPLE)["landmarks"])
+    (corpus / SAMPLE).unlink()
+    np.save((corpus / SAMPLE).with_suffix(".npy"), np.zeros((frames, 6516), np.float32))
+    opened = Corpus.open(corpus, ("train",))
+    dataset = SequenceDataset(opened, "train", Vocabulary.from_glosses(opened.glosses("train")))
+    with pytest.raises(CorpusError, match="mixes landmark and feature files"):
+        for index in range(len(dataset)):
+            dataset.raw_item(index)

@@ -16,6 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -103,7 +104,8 @@ class SequenceDataset(Dataset):
         # Frames of each file read so far: the lengths every check and batch plan uses are the
         # files' own, never {split}.frames.csv's (which is checked against them instead).
         self._frames: dict[int, int] = {}
-        self._kinds: dict[int, str] = {}  # "landmarks" or "features", for the mixing check
+        # The first file of each kind read ("landmarks", "features"): a batch holds one kind.
+        self._first_of_kind: dict[str, Path] = {}
         self._model_input: ModelInput | None = None
         self._model_input_key: tuple | None = None
         self.skipped: list[str] = []
@@ -117,7 +119,6 @@ class SequenceDataset(Dataset):
                 new: self._cache[old] for new, old in enumerate(keep) if old in self._cache
             }
             self._frames = {new: self._frames[old] for new, old in enumerate(keep)}
-            self._kinds = {new: self._kinds[old] for new, old in enumerate(keep)}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -155,7 +156,14 @@ class SequenceDataset(Dataset):
                 "(it is optional) or regenerate it, else re-extract the file"
             )
         self._frames[index] = frames
-        self._kinds[index] = kind
+        self._first_of_kind.setdefault(kind, self.paths[index])
+        if len(self._first_of_kind) > 1:
+            raise CorpusError(
+                f"{self.corpus.root}: the {self.split} split mixes landmark and feature files "
+                f"(first: {self._first_of_kind['landmarks']} holds landmarks [T, 543, 3], "
+                f"{self._first_of_kind['features']} features [T, {LAYOUT.dim}]); give every "
+                "sequence the same kind of file"
+            )
 
     def length(self, index: int) -> int:
         """Frames of sequence `index`, as its file holds them (read on first use)."""
@@ -276,22 +284,11 @@ class SequenceDataset(Dataset):
         """Read every file of the split once, now: a damaged dev or test file is reported before
         training starts, not at the first evaluation or after the last step. Landmarks stay
         cached (they are read for every evaluation anyway); memory-mapped features are only
-        opened, which checks their header and shape. A split mixing landmark and feature files
-        is refused: a batch holds one or the other."""
+        opened, which checks their header and shape."""
         for index in range(len(self)):
             self._raw(index)
             if report is not None and (index + 1 == len(self) or index % 64 == 0):
                 report(index + 1, len(self))
-        kinds: dict[str, int] = {}  # kind -> its first sequence
-        for index in sorted(self._kinds):
-            kinds.setdefault(self._kinds[index], index)
-        if len(kinds) > 1:
-            raise CorpusError(
-                f"{self.corpus.root}: the {self.split} split mixes landmark and feature files "
-                f"(first: {self.paths[kinds['landmarks']]} holds landmarks [T, 543, 3], "
-                f"{self.paths[kinds['features']]} features [T, {LAYOUT.dim}]); "
-                "give every sequence the same kind of file"
-            )
 
     def compute_stats(self, ignore: tuple[str, ...] = ()) -> FeatureStats:
         """Corpus statistics; groups in `ignore` are not even derived (their statistics are
