@@ -126,3 +126,16 @@ def test_sigterm_prints_the_resume_command_and_that_command_finishes_the_run(
     assert code == 0, out[-3000:]
     assert "finished at step 40" in out and f"review: signconsole show {run}" in out
     assert only_run(runs_dir) == run
+
+
+def test_a_runs_folder_that_cannot_be_one_is_one_line_before_any_data(tmp_path, capsys) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("notes\n")
+    for runs_dir, said in (
+        (afile, "is a file, not a runs folder"),
+        (afile / "runs", "cannot make"),
+    ):
+        assert main(["run", PROFILE, "--runs-dir", str(runs_dir)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    assert afile.read_text() == "notes\n"

@@ -181,6 +181,10 @@ def run_command(
         check_resumable(Path(resume))
     profile = load_profile(profile_path, overrides)
     nproc = profile.training.nproc if nproc is None else nproc
+    if not resume:
+        from signconsole.store.run import ensure_runs_dir
+
+        ensure_runs_dir(runs_dir or profile.output.runs_dir)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:  # torchrun starts this command N times
         return launch_torchrun(nproc, Path(runs_dir or profile.output.runs_dir), resume)
     # Only now the heavy imports (torch): a bad profile is reported in a fraction of a second.

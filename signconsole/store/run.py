@@ -46,6 +46,26 @@ from signconsole.metrics import (
 from signconsole.store.db import RunDatabase, read_meta, stored_number
 
 
+def ensure_runs_dir(runs_dir: str | Path) -> Path:
+    """The folder runs are written in, made if missing; a path that cannot be one (a file, a
+    file on the way, no permission) is one line before any data is read or model built."""
+    from signconsole.errors import UserError
+
+    path = Path(runs_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a runs folder; give a folder with --runs-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise UserError(
+            f"{path}: cannot make the runs folder ({reason}); give another with --runs-dir"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: the runs folder is not writable; give another with --runs-dir")
+    return path
+
+
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
