@@ -361,3 +361,19 @@ def test_repeated_nonfinite_steps_pause_the_run(small_profile, train) -> None:
     assert len(paused) == 1 and paused[0].reason == "2 non-finite steps in a row"
     assert trained.result.steps == 4
     assert same(snapshot(trained.engine.model), snapshots[2])  # no NaN ever reached a weight
+
+
+def test_frames_per_second_leaves_a_pause_out(small_profile, train) -> None:
+    """A window of steps that spans a pause reports the speed of its steps, not of the wait:
+    after a resume the status line shows the rate training runs at."""
+
+    def pause_for_a_second(event, engine) -> None:
+        if isinstance(event, StepLogged) and event.step == 3:
+            engine.clock.pause()  # what the inbox does on Pause, and on Resume below
+            time.sleep(1.0)
+            engine.clock.resume()
+
+    profile = small_profile("training.max_steps=6", "training.log_every=1")
+    rates = {e.step: e.frames_per_second for e in train(profile, pause_for_a_second).of(StepLogged)}
+    others = sorted(rate for step, rate in rates.items() if step not in (1, 4))
+    assert rates[4] > others[len(others) // 2] / 3, rates

@@ -75,7 +75,9 @@ class StepLogger(Callback):
     window_wait: float = 0.0  # engine.data_wait when the window began
 
     def on_train_start(self, engine: Engine) -> None:
-        self.window_start = time.monotonic()  # frames/s of training, not of setup
+        # frames/s of training: the engine's clock leaves setup and pauses out (a window that
+        # spans a pause is not slowed by it)
+        self.window_start = engine.clock.seconds()
         self.window_wait = engine.data_wait
 
     def on_step_end(self, engine: Engine, result: StepResult) -> None:
@@ -84,7 +86,7 @@ class StepLogger(Callback):
         self.skipped += not result.finite
         if not engine.log_due(engine.state.step - 1):
             return
-        now = time.monotonic()
+        now = engine.clock.seconds()
         step, output = engine.state.step, result.output
         loss = float(engine.dist.mean(torch.stack(self.losses).float().mean()))  # all ranks
         logits = output.logits.detach().float()
