@@ -25,15 +25,14 @@ from signconsole.profile_files import (
     ProfileError,
     dotted_keys,
     load_with_extends,
+    problem_at,
 )
+from signconsole.profile_model import SET_SOURCE, architecture_checks
 from signconsole.profile_paths import (
     anchor_inherited_paths,
     resolve_path,
     with_absolute_paths,
 )
-
-SET_SOURCE = "--set"
-
 
 MAX_PROBLEMS = 20  # past this, the rest are one summary line (a binary-ish file: hundreds)
 
@@ -73,7 +72,7 @@ def _load_profile(path: Path, overrides: list[str] | tuple[str, ...]) -> Profile
             reported = {p.key for p in problems}
             problems.extend(
                 p
-                for p in (*_cross_checks(profile, origins), *_architecture_checks(profile, origins))
+                for p in (*_cross_checks(profile, origins), *architecture_checks(profile, origins))
                 if p.key not in reported
             )
     if problems:
@@ -119,26 +118,10 @@ def _apply_override(
     origins[key] = Origin(SET_SOURCE, {})
 
 
-def _where(origins: dict[str, Origin], key: str) -> tuple[str, int | None]:
-    probe = key
-    while probe:
-        origin = origins.get(probe)
-        if origin is not None:
-            return origin.file, origin.lines.get(probe) or origin.lines.get(key)
-        probe = probe.rpartition(".")[0]
-    any_origin = next(iter(origins.values()), None)
-    return (any_origin.file if any_origin else "<profile>"), None
-
-
-def _problem(origins: dict[str, Origin], key: str, message: str) -> Problem:
-    file, line = _where(origins, key)
-    return Problem(file, line, key, message)
-
-
 def _build(cls: type, raw: Any, prefix: str, origins: dict[str, Origin], problems: list[Problem]):
     """Build dataclass `cls` from a TOML table, recording problems instead of stopping."""
     if not isinstance(raw, dict):
-        problems.append(_problem(origins, prefix.rstrip("."), "expected a table"))
+        problems.append(problem_at(origins, prefix.rstrip("."), "expected a table"))
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
@@ -150,7 +133,7 @@ def _build(cls: type, raw: Any, prefix: str, origins: dict[str, Origin], problem
             hint = (
                 f"; did you mean `{close[0]}`?" if close else f"; valid keys: {', '.join(fields)}"
             )
-            problems.append(_problem(origins, dotted, f"unknown key{hint}"))
+            problems.append(problem_at(origins, dotted, f"unknown key{hint}"))
             continue
         converted = _convert(hints[key], value, dotted, origins, problems)
         if converted is not _INVALID:
@@ -158,7 +141,9 @@ def _build(cls: type, raw: Any, prefix: str, origins: dict[str, Origin], problem
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default and name not in values and name not in raw:
-            problems.append(_problem(origins, f"{prefix}{name}", f"missing required key `{name}`"))
+            problems.append(
+                problem_at(origins, f"{prefix}{name}", f"missing required key `{name}`")
+            )
     try:
         return cls(**values)
     except TypeError:  # a required key is missing: already reported above
@@ -205,7 +190,7 @@ def _type_name(value: Any) -> str:
 def _convert(tp: Any, value: Any, key: str, origins: dict[str, Origin], problems: list[Problem]):
     def bad(extra: str = "") -> object:
         problems.append(
-            _problem(
+            problem_at(
                 origins,
                 key,
                 f"expected {_describe(tp)}, got {_type_name(value)} {_short(value)}{extra}",
@@ -270,18 +255,18 @@ def _convert(tp: Any, value: Any, key: str, origins: dict[str, Origin], problems
 def _value_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]:
     """Every value in its range (finite, positive where it must be, within sane bounds)."""
     return [
-        _problem(origins, key, message)
+        problem_at(origins, key, message)
         for key, message in (*value_problems(profile), *name_problems(profile))
     ]
 
 
 def _cross_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]:
     """Rules that involve more than one key (ranges of single keys: signconsole.profile_checks)."""
-    problems = [_problem(origins, key, message) for key, message in contradictions(profile)]
+    problems = [problem_at(origins, key, message) for key, message in contradictions(profile)]
 
     def check(ok: bool, key: str, message: str) -> None:
         if not ok:
-            problems.append(_problem(origins, key, message))
+            problems.append(problem_at(origins, key, message))
 
     check(
         re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", profile.training.device) is not None,
@@ -302,61 +287,6 @@ def _cross_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]
             "distill.teacher",
             "a distill profile needs the teacher: a run directory or checkpoint path",
         )
-    return problems
-
-
-def _architecture_checks(profile: Profile, origins: dict[str, Origin]) -> list[Problem]:
-    """What can be known of model.architecture without running the user's code (that happens when
-    the model is built: import, class, constructor arguments)."""
-    from signconsole.config import BUILTIN_MODEL_KEYS
-    from signconsole.models.names import BUILTIN_NAMES
-
-    architecture = profile.model.architecture
-    if architecture in BUILTIN_NAMES:
-        return []
-    key = "model.architecture"
-    if ":" not in architecture:
-        close = difflib.get_close_matches(architecture, BUILTIN_NAMES, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return [
-            _problem(
-                origins,
-                key,
-                f"{architecture!r} is not a built-in model ({', '.join(BUILTIN_NAMES)}); "
-                f'{hint}your own model is "path/model.py:ClassName" or "package.module:ClassName"',
-            )
-        ]
-    problems = []
-    target, _, name = architecture.rpartition(":")
-    if not target or not name.isidentifier():
-        problems.append(
-            _problem(origins, key, f'{architecture!r}: expected "path/model.py:ClassName"')
-        )
-    elif target.endswith(".py"):
-        path = resolve_path(profile, target) if profile.source else Path(target)
-        if profile.source and not path.is_file():
-            problems.append(
-                _problem(
-                    origins,
-                    key,
-                    f"{path} not found (a model file path is relative to the profile file)",
-                )
-            )
-    # Only keys set beside the architecture: a parent profile's values were for its own model.
-    architecture_file = _where(origins, key)[0]
-    for legacy in BUILTIN_MODEL_KEYS:
-        if f"model.{legacy}" in origins and _where(origins, f"model.{legacy}")[0] in (
-            architecture_file,
-            SET_SOURCE,
-        ):
-            problems.append(
-                _problem(
-                    origins,
-                    f"model.{legacy}",
-                    "is read by the built-in models only; your model's own arguments go under "
-                    f"[model.args] ({legacy} = ... there if its constructor takes it)",
-                )
-            )
     return problems
 
 

@@ -182,3 +182,20 @@ def _key_lines(text: str) -> dict[str, int]:
             key = assign.group(1).replace('"', "")
             lines.setdefault(f"{table}.{key}" if table else key, number)
     return lines
+
+
+def where_set(origins: dict[str, Origin], key: str) -> tuple[str, int | None]:
+    """The file and line that set `key`, or the closest table above it that has one."""
+    probe = key
+    while probe:
+        origin = origins.get(probe)
+        if origin is not None:
+            return origin.file, origin.lines.get(probe) or origin.lines.get(key)
+        probe = probe.rpartition(".")[0]
+    any_origin = next(iter(origins.values()), None)
+    return (any_origin.file if any_origin else "<profile>"), None
+
+
+def problem_at(origins: dict[str, Origin], key: str, message: str) -> Problem:
+    file, line = where_set(origins, key)
+    return Problem(file, line, key, message)

@@ -215,3 +215,32 @@ def test_inherited_relative_paths_resolve_against_the_file_that_wrote_them(tmp_p
     assert profile.data.corpus == str(tmp_path / "corpus")
     assert profile.model.pretrained.path == str(tmp_path / "um" / "w.pt")
     assert profile.data.features == str(tmp_path / "mine")  # the child's own: beside the child
+
+
+def test_a_builtin_models_args_contradicting_its_own_keys_name_both(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\nkind = "student"\n[model]\narchitecture = "bilstm"\nhidden = 32\n')
+    [problem] = problems_of(path, ("model.args.hidden=4",))
+    assert problem == (
+        f"--set: model.args.hidden: 4 conflicts with model.hidden = 32 ({path}:5); a built-in "
+        "model takes one value: keep model.hidden and remove model.args.hidden"
+    )
+    assert load_profile(path, ["model.args.hidden=32"]).model.hidden == 32  # agreeing: fine
+
+
+def test_builtin_keys_a_user_model_inherits_are_reported_as_ignored(tmp_path: Path) -> None:
+    from signconsole.profile_model import ignored_builtin_keys
+
+    (tmp_path / "net.py").write_text("")
+    (tmp_path / "base.toml").write_text(
+        'name = "b"\nkind = "student"\n[model]\narchitecture = "bilstm"\nhidden = 32\n'
+    )
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "base.toml"\n[model]\narchitecture = "net.py:Net"\n')
+    assert ignored_builtin_keys(load_profile(child)) == (
+        "model.hidden = 32 is ignored: only the built-in models read it, and your model "
+        "(net.py:Net) takes its arguments from [model.args]"
+    )
+    by_set = load_profile(tmp_path / "base.toml", ["model.architecture=net.py:Net"])
+    assert ignored_builtin_keys(by_set).startswith("model.hidden = 32 is ignored")
+    assert ignored_builtin_keys(load_profile(tmp_path / "base.toml")) == ""  # built in: read

@@ -149,6 +149,15 @@ def test_builtin_keys_beside_a_user_model_are_rejected(tmp_path) -> None:
         load_profile(path, ["model.hidden=32"])
 
 
+def test_builtin_keys_inherited_by_a_user_model_are_a_warning_at_the_start(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "gru_ctc.py:GruCtc", steps=2, eval_every=2)
+    (tmp_path / "parent.toml").write_text('[model]\narchitecture = "bilstm"\nfusion_dim = 16\n')
+    path.write_text('extends = "parent.toml"\n' + path.read_text())
+    [alarm] = train(load_profile(path)).of(AlarmRaised, kind="ignored_keys")
+    assert alarm.step == 0 and alarm.severity == "warning"
+    assert alarm.message.startswith("model.fusion_dim = 16 is ignored: only the built-in models")
+
+
 def test_a_syntax_error_in_the_model_file_names_file_and_line(tmp_path, train) -> None:
     (tmp_path / "broken.py").write_text("import torch\n\ndef oops(:\n")
     path = user_profile(tmp_path, "broken.py:Net", args="")

@@ -24,7 +24,9 @@ from signconsole.data.layout import LAYOUT
 from signconsole.data.normalize import check_input
 from signconsole.data.prepare import PreparedData, Progress, prepare_data
 from signconsole.data.readers import FeatureFileError, read_sequence
+from signconsole.engine.health import HINTS
 from signconsole.models.contract import model_stages
+from signconsole.profile_model import ignored_builtin_keys
 
 Status = str  # "pass", "warn", "fail"
 
@@ -262,6 +264,9 @@ def preflight(
         return checks, data
     checks.append(_pretrained(profile, model, data))
     checks.append(_freeze(profile, model))
+    ignored = ignored_builtin_keys(profile)
+    if ignored:
+        checks.append(Check("model keys", "warn", ignored, HINTS["ignored_keys"]))
     if profile.kind == "distill":
         checks.append(_teacher(profile, data))
     return checks, data

@@ -57,6 +57,8 @@ HINTS = {
     "log_probs_output": "The model's raw output is already normalized (log_softmax or softmax "
     "in forward) and the loss applies log_softmax again (seed 000/001). Return raw logits from "
     "forward().",
+    "ignored_keys": "Move the values your model's constructor takes into [model.args] and "
+    "remove the others from the profile (or set them to their defaults).",
     "double_normalization": "The input is already standardized (mean ~0, std ~1 per block) and the "
     'profile normalizes it again (seed 002). Set data.normalization = "none" for this corpus.',
 }

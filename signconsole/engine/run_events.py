@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from signconsole.events import PretrainedLoaded, RunFinished, RunStarted, StageChanged
 from signconsole.models.contract import parameters_per_stage
+from signconsole.profile_model import ignored_builtin_keys
 
 if TYPE_CHECKING:
     from signconsole.engine.trainer import Engine
@@ -38,6 +39,9 @@ def publish_start(engine: Engine, source_note: str) -> None:
     for note in (source_note, teacher.note if teacher else ""):
         if note:
             engine.health.alarm(state.step, "model_source", "warning", note, force=True)
+    ignored = ignored_builtin_keys(engine.profile)
+    if ignored and engine.resume_dir is None:
+        engine.health.alarm(state.step, "ignored_keys", "warning", ignored, force=True)
     report = engine.pretrained_report
     if report is not None:
         engine.bus.publish(
