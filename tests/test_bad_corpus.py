@@ -236,3 +236,10 @@ def test_mixing_is_caught_however_the_split_is_read(corpus: Path) -> None:
     with pytest.raises(CorpusError, match="mixes landmark and feature files"):
         for index in range(len(dataset)):
             dataset.raw_item(index)
+
+
+def test_a_folder_in_place_of_a_feature_file(capsys, corpus: Path) -> None:
+    (corpus / SAMPLE).unlink()
+    (corpus / SAMPLE).mkdir()
+    code, _, err = summary(capsys, corpus)
+    assert_one_line(code, err, f"{SAMPLE}: is a folder, expected a feature file")

@@ -54,6 +54,8 @@ def read_sequence(path: str | Path) -> Sequence:
     path = Path(path)
     if not path.exists():
         raise FeatureFileError(f"{path}: file not found")
+    if path.is_dir():
+        raise FeatureFileError(f"{path}: is a folder, expected a feature file; remove or rename it")
     if path.stat().st_size == 0:
         raise FeatureFileError(f"{path}: file is empty; re-extract or rebuild this sequence")
     suffix = path.suffix.lower()
@@ -89,8 +91,8 @@ def read_mapped_features(path: str | Path) -> np.ndarray | None:
     other file. Nothing stays mapped or cached: a Phoenix-sized train split is ~10 GB even as
     float16, so each load copies one sequence out of the OS page cache instead."""
     path = Path(path)
-    if path.suffix.lower() != ".npy":
-        return None
+    if path.suffix.lower() != ".npy" or path.is_dir():
+        return None  # a folder named *.npy: read_sequence says what it is
     try:
         mapped = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as error:
