@@ -286,6 +286,17 @@ def test_output_lengths_returning_a_non_tensor_is_a_contract_line(tmp_path, trai
     )
 
 
+def test_stages_naming_a_non_module_says_which_stage(tmp_path, train) -> None:
+    path = user_profile(tmp_path, "contract_bugs.py:StagesNotModules")
+    with pytest.raises(UserError) as error:
+        train(load_profile(path))
+    assert str(error.value) == (
+        f"{path}: the model breaks the contract: stages()['head'] is a str, not an nn.Module; "
+        "it must map stage names to the modules of the model, input to output, e.g. "
+        "{'encoder': self.encoder, 'head': self.head}"
+    )
+
+
 def test_an_error_in_the_users_forward_while_training_is_one_line_and_logged(
     tmp_path, train, runs_dir
 ) -> None:

@@ -82,13 +82,22 @@ def model_stages(model: nn.Module) -> OrderedDict[str, nn.Module]:
     stages = getattr(model, "stages", None)
     if callable(stages) and not isinstance(stages, nn.Module):
         mapping = stages()
-        items = list(mapping.items()) if isinstance(mapping, Mapping | nn.ModuleDict) else None
-        if items is None or not all(
-            isinstance(k, str) and isinstance(v, nn.Module) for k, v in items
-        ):
+        if not isinstance(mapping, Mapping | nn.ModuleDict):
             raise ContractError(
-                f"stages() returned {type(mapping).__name__}; it must return a mapping of stage "
+                f"stages() returned {_kind(mapping)}; it must return a mapping of stage "
                 "name -> nn.Module, input to output"
+            )
+        items = list(mapping.items())
+        for name, module in items:
+            if not isinstance(name, str):
+                bad = f" has the key {name!r} ({type(name).__name__}), not a stage name (str)"
+            elif not isinstance(module, nn.Module):
+                bad = f"[{name!r}] is a {type(module).__name__}, not an nn.Module"
+            else:
+                continue
+            raise ContractError(
+                f"stages(){bad}; it must map stage names to the modules of the model, input to "
+                "output, e.g. {'encoder': self.encoder, 'head': self.head}"
             )
         result = OrderedDict(items)
         loose = _loose_parameters(model, result)

@@ -24,3 +24,10 @@ class RaisesWhileTraining(GruCtc):
             if self.calls > 2:
                 raise RuntimeError("boom in training")
         return super().forward(features, lengths)
+
+
+class StagesNotModules(GruCtc):
+    """stages() naming something that is not a module."""
+
+    def stages(self):
+        return {"proj": self.proj, "head": "self.head"}
