@@ -371,3 +371,15 @@ def test_a_large_build_says_what_it_will_cost_first():
     from signconsole.data.fingerspell import estimate
 
     assert estimate(100_000) == "14.0 GB and 75 minutes of one CPU core"
+
+
+def test_fingerspell_refuses_the_folder_it_runs_in(tmp_path, capsys, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code, _, err = run_cli(capsys, "data", "fingerspell", "--out", ".", *TINY)
+    assert code == 2 and "is the current folder or holds it" in err
+    assert list(here.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["here"]
+    code, _, _ = run_cli(capsys, "data", "fingerspell", "--out", "sub/", *TINY)
+    assert code == 0 and (here / "sub" / "fingerspell.json").is_file()
+    assert [p.name for p in here.iterdir()] == ["sub"]

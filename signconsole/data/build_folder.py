@@ -26,6 +26,12 @@ def replaced_corpus(out_dir: Path) -> dict | None:
     """The metadata of the corpus a build into `out_dir` would replace (None: nothing, the folder
     is missing or empty). Raises ValueError, naming what is in the way, when the folder holds
     anything a fingerspelling build did not write."""
+    if Path.cwd().resolve().is_relative_to(out_dir.resolve()):
+        # The swap would move the folder a shell stands in (or above it) into the bin.
+        raise ValueError(
+            f"{out_dir}: is the current folder or holds it; run the build from elsewhere or "
+            "choose another output folder"
+        )
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise ValueError(
             f"{out_dir}: exists and is not a directory; choose a new or empty output folder"

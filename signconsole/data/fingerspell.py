@@ -355,8 +355,8 @@ def build_corpus(
     """
     load_alphabet(config.lang)  # an unknown language fails before anything is touched
     check_config(config, lambda name: f"fingerspell.{name}")
-    out_dir = Path(out_dir)
-    previous = replaced_corpus(out_dir)
+    previous = replaced_corpus(Path(out_dir))
+    out_dir = Path(out_dir).resolve()  # "out" and "out/" have a parent to build beside
     summary = _build(config, out_dir, progress)
     if previous is None:
         return summary
