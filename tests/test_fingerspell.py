@@ -368,7 +368,7 @@ def test_fingerspell_bounds_name_the_option(tmp_path, capsys, option, value, nee
 
 
 def test_a_large_build_says_what_it_will_cost_first():
-    from signconsole.data.fingerspell import estimate
+    from signconsole.data.build_limits import estimate
 
     assert estimate(100_000) == "14.0 GB and 75 minutes of one CPU core"
 

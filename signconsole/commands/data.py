@@ -32,7 +32,8 @@ def languages() -> int:
 def fingerspell(args: argparse.Namespace) -> int:
     from signconsole.commands.progress import progress_reporter
     from signconsole.config import FingerspellConfig
-    from signconsole.data.fingerspell import build_corpus, check_config, estimate
+    from signconsole.data.build_limits import check_config, estimate
+    from signconsole.data.fingerspell import build_corpus
     from signconsole.errors import UserError
 
     config = FingerspellConfig(
