@@ -243,3 +243,24 @@ def test_a_folder_in_place_of_a_feature_file(capsys, corpus: Path) -> None:
     (corpus / SAMPLE).mkdir()
     code, _, err = summary(capsys, corpus)
     assert_one_line(code, err, f"{SAMPLE}: is a folder, expected a feature file")
+
+
+def test_frames_csv_is_checked_for_precomputed_features_too(tmp_path: Path) -> None:
+    """Memory-mapped [T, 6516] files are never cached: their counts are checked all the same,
+    and a length is read from the header alone."""
+    from signconsole.data.corpus import Corpus
+    from signconsole.data.dataset import SequenceDataset
+    from signconsole.data.vocabulary import Vocabulary
+
+    manual = tmp_path / "annotations" / "manual"
+    manual.mkdir(parents=True)
+    (tmp_path / "features" / "train").mkdir(parents=True)
+    for index in range(2):
+        np.save(tmp_path / "features" / "train" / f"s{index}.npy", np.zeros((5, 6516), np.float32))
+    (manual / "train.corpus.csv").write_text("id|folder|signer|annotation\ns0|x|S|A\ns1|x|S|B\n")
+    (manual / "train.frames.csv").write_text("id|frames\ns0|5\ns1|7\n")
+    corpus = Corpus.open(tmp_path, ("train",))
+    dataset = SequenceDataset(corpus, "train", Vocabulary.from_glosses(corpus.glosses("train")))
+    assert dataset.length(0) == 5
+    with pytest.raises(CorpusError, match="sample s1 has 7 frames there but its file .* has 5;"):
+        dataset.read_all()

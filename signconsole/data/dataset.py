@@ -26,7 +26,7 @@ from signconsole.data.corpus import Corpus, CorpusError, Entry, frames_path
 from signconsole.data.layout import LAYOUT, Columns
 from signconsole.data.model_input import ModelInput
 from signconsole.data.normalize import FeatureStats, StatsAccumulator, check_groups
-from signconsole.data.readers import read_mapped_features, read_sequence
+from signconsole.data.readers import mapped_frame_count, read_mapped_features, read_sequence
 from signconsole.data.synthesis import Speller
 from signconsole.data.vocabulary import Vocabulary
 
@@ -168,7 +168,11 @@ class SequenceDataset(Dataset):
     def length(self, index: int) -> int:
         """Frames of sequence `index`, as its file holds them (read on first use)."""
         if index not in self._frames:
-            self._raw(index)
+            frames = mapped_frame_count(self.paths[index])  # a header: no features copied
+            if frames is None:
+                self._raw(index)  # read (and cached) anyway, for training
+            else:
+                self._learn(index, frames, "features")
         return self._frames[index]
 
     def lengths(self) -> list[int]:

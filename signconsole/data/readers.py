@@ -91,6 +91,27 @@ def read_mapped_features(path: str | Path) -> np.ndarray | None:
     other file. Nothing stays mapped or cached: a Phoenix-sized train split is ~10 GB even as
     float16, so each load copies one sequence out of the OS page cache instead."""
     path = Path(path)
+    mapped = _map_features(path)
+    if mapped is None:
+        return None
+    with np.errstate(over="ignore"):  # a value beyond float16 is reported below, by name
+        features = np.array(mapped, dtype=np.float16)  # a copy, even of a float16 file
+    if not np.isfinite(features).all():
+        _check_finite(path, "features", mapped)  # the file's own values say what is wrong
+    del mapped  # unmapped now: the copy is all this process keeps
+    return features
+
+
+def mapped_frame_count(path: str | Path) -> int | None:
+    """Frames of a precomputed [T, 6516] `.npy` file, from its header alone; None for any other
+    file (whose frames only a full read tells)."""
+    mapped = _map_features(Path(path))
+    return None if mapped is None else int(mapped.shape[0])
+
+
+def _map_features(path: Path) -> np.ndarray | None:
+    """A [T, 6516] `.npy` file memory-mapped (nothing read yet but its header), None for any
+    other file; a header that is not numbers or says 0 frames is a FeatureFileError."""
     if path.suffix.lower() != ".npy" or path.is_dir():
         return None  # a folder named *.npy: read_sequence says what it is
     try:
@@ -105,12 +126,7 @@ def read_mapped_features(path: str | Path) -> np.ndarray | None:
     _check_numbers(path, "array", mapped)
     if mapped.shape[0] == 0:
         raise FeatureFileError(f"{path}: has 0 frames; re-extract this sequence")
-    with np.errstate(over="ignore"):  # a value beyond float16 is reported below, by name
-        features = np.array(mapped, dtype=np.float16)  # a copy, even of a float16 file
-    if not np.isfinite(features).all():
-        _check_finite(path, "features", mapped)  # the file's own values say what is wrong
-    del mapped  # unmapped now: the copy is all this process keeps
-    return features
+    return mapped
 
 
 def _read_npz(path: Path) -> Sequence:
