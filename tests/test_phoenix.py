@@ -252,3 +252,14 @@ def test_real_train_conventions_differ(phoenix: Path) -> None:
     # The port cleans the references the same way: perfect score, fewer reference glosses.
     assert port.errors == 0
     assert port.reference_words < official.reference_words
+
+
+def test_a_scoring_file_that_is_not_utf8_names_the_file_and_line(tmp_path) -> None:
+    from signconsole.ctc.phoenix import read_stm
+
+    stm = tmp_path / "dev.stm"
+    stm.write_bytes("a 1 s 0.0 1.0 REGEN\nb 1 s 0.0 1.0 M\xc4NNER\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"dev.stm.*not UTF-8.*line 2"):
+        read_stm(stm)
+    stm.write_bytes(b"\xef\xbb\xbf" + b"a 1 s 0.0 1.0 REGEN\n")  # a BOM, as Excel saves
+    assert read_stm(stm) == {"a": ["REGEN"]}

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from signconsole.ctc.wer import align, error_counts
+from signconsole.data.vocabulary import plural
 from signconsole.errors import UserError
 
 LENGTH_BUCKETS = 4
@@ -278,7 +279,7 @@ def print_report(report: EvalReport) -> None:
     if report.error_rate > 1.0:
         console.print(
             f"[bold yellow]{name} above 100%: the hypotheses hold more errors than the references "
-            f"have {report.unit}s ({report.insertions} insertions). The model is undertrained or "
+            f"have {plural(report.unit)} ({report.insertions} insertions). The model is undertrained or "
             "diverged, or the corpus does not match its vocabulary.[/]"
         )
     if report.unknown_glosses:

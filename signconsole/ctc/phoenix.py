@@ -170,6 +170,15 @@ def score(
     return error_counts(refs, hyps)
 
 
+def _lines(path: Path) -> list[str]:
+    """A text file's lines as every corpus file is read (data/corpus.py `read_lines`: UTF-8, a
+    byte-order mark dropped; other bytes are one error naming the file and line). Imported
+    here, not at the top: this module stays importable without numpy and torch."""
+    from signconsole.data.corpus import read_lines
+
+    return read_lines(path)
+
+
 def read_corpus_csv(path: str | Path) -> list[tuple[str, str, str, list[str]]]:
     """Read a `{split}.corpus.csv`: (id, folder, signer, glosses) per line, in file order.
 
@@ -179,7 +188,7 @@ def read_corpus_csv(path: str | Path) -> list[tuple[str, str, str, list[str]]]:
     """
     path = Path(path)
     rows: list[tuple[str, str, str, list[str]]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -207,7 +216,7 @@ def read_stm(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     references: dict[str, list[str]] = {}
     lines_of: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_lines(path), start=1):
         if not line.strip() or line.startswith(";;"):
             continue
         fields = line.split()
@@ -256,7 +265,7 @@ def read_ctm(path: str | Path) -> dict[str, list[str]]:
     """Read a CTM file back into id -> glosses, glosses ordered by start time (numerically)."""
     path = Path(path)
     timed: dict[str, list[tuple[float, str]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_lines(path), start=1):
         if not line.strip() or line.startswith(";;"):
             continue
         fields = line.split()

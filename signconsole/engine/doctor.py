@@ -24,6 +24,7 @@ from signconsole.data.layout import LAYOUT
 from signconsole.data.normalize import check_input
 from signconsole.data.prepare import PreparedData, Progress, prepare_data
 from signconsole.data.readers import FeatureFileError, read_sequence
+from signconsole.data.vocabulary import count_of
 from signconsole.engine.health import HINTS
 from signconsole.models.contract import model_stages
 from signconsole.profile_model import ignored_builtin_keys
@@ -140,7 +141,10 @@ def _vocabulary(data: PreparedData) -> Check:
             "the index->gloss map must be filled for every gloss (seed 003)",
         )
     unknown = sum(data.dev.unknown.values())
-    detail = f"{len(vocabulary) - 1} {data.unit}s + blank at 0; every training sequence round-trips"
+    detail = (
+        f"{count_of(len(vocabulary) - 1, data.unit)} + blank at 0; every training sequence "
+        "round-trips"
+    )
     if unknown:
         detail += f"; {unknown} dev gloss occurrences unknown to it (scored as errors)"
     return Check("vocabulary", "pass", detail)
