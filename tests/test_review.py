@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROFILE, SMALL
-from test_headless import TIMEOUT, running, wait_until
+from test_headless import TIMEOUT, only_run, running, wait_until
 
 from signconsole.cli import main
 from signconsole.events import Stop
@@ -89,9 +89,8 @@ async def test_attach_pauses_and_resumes_a_headless_run(tmp_path: Path) -> None:
     args += ["--set", "training.eval_every=0"]
     with running(args, runs_dir, log) as process:
 
-        def run_dir() -> Path:
-            [path] = [p for p in runs_dir.iterdir() if p.is_dir()]
-            return path
+        def run_dir() -> Path:  # the runs folder is made first, the run's folder later
+            return only_run(runs_dir)
 
         def steps() -> int:
             if not (run_dir() / "run.db").exists():
