@@ -42,13 +42,12 @@ def architecture_checks(profile: Profile, origins: dict[str, Origin]) -> list[Pr
     elif target.endswith(".py"):
         path = resolve_path(profile, target) if profile.source else Path(target)
         if profile.source and not path.is_file():
-            problems.append(
-                problem_at(
-                    origins,
-                    key,
-                    f"{path} not found (a model file path is relative to the profile file)",
-                )
+            what = (
+                "is a folder, not a Python file"
+                if path.is_dir()
+                else "not found (a model file path is relative to the profile file that sets it)"
             )
+            problems.append(problem_at(origins, key, f"{path} {what}"))
     # Only keys set beside the architecture: a parent profile's values were for its own model.
     architecture_file = where_set(origins, key)[0]
     for legacy in BUILTIN_MODEL_KEYS:

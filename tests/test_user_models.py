@@ -131,6 +131,7 @@ def test_a_missing_required_argument_is_named(tmp_path, train) -> None:
     "architecture,message",
     [
         ("nope.py:GruCtc", "nope.py not found"),
+        ("models.py:GruCtc", "models.py is a folder, not a Python file"),
         ("gru_ctc.py:GRUCtc", "no 'GRUCtc' in .*did you mean 'GruCtc'"),
         ("bilstmm", "did you mean 'bilstm'"),
         ("torch.nn:Linear", "must accept `input_dim`"),
@@ -138,6 +139,7 @@ def test_a_missing_required_argument_is_named(tmp_path, train) -> None:
     ],
 )
 def test_a_bad_architecture_is_one_clear_error(tmp_path, train, architecture, message) -> None:
+    (tmp_path / "models.py").mkdir()  # a folder named like a model file
     path = user_profile(tmp_path, architecture, args="")
     with pytest.raises((UserError, ProfileError), match=message):
         train(load_profile(path))
