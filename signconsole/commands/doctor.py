@@ -16,7 +16,8 @@ def doctor_command(profile_path: Path, overrides: list[str], skip_overfit: bool 
     from rich.markup import escape
 
     from signconsole.commands.progress import progress_reporter
-    from signconsole.engine.doctor import Check, overfit, preflight
+    from signconsole.engine.doctor import Check, preflight
+    from signconsole.engine.overfit import overfit
     from signconsole.events import EvalFinished
     from signconsole.profile import load_profile
 
