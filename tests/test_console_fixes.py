@@ -215,7 +215,8 @@ async def test_quitting_a_live_run_keeps_what_the_exit_prints() -> None:
     assert [(o.step, status) for o, status in app.trained_runs()] == [(10, "stopped")]
 
 
-async def test_q_on_a_run_opened_from_the_picker_comes_back_to_it(tmp_path: Path) -> None:
+async def test_q_on_a_run_opened_from_the_picker_comes_back_to_it(tmp_path, monkeypatch) -> None:
+    from signconsole.tui import picker as picker_module
     from signconsole.tui.picker import PickerScreen
     from signconsole.tui.run_screen import RunScreen
     from signconsole.tui.source import BusSource
@@ -231,11 +232,19 @@ async def test_q_on_a_run_opened_from_the_picker_comes_back_to_it(tmp_path: Path
         app.push_screen(RunScreen(BusSource(hosts[-1])))
 
     app.start = start
+    monkeypatch.setattr(picker_module, "PICKER_REFRESH", 0.1)
+    reads: list[int] = []
+    refresh = PickerScreen.refresh_runs
+    monkeypatch.setattr(PickerScreen, "refresh_runs", lambda self: reads.append(1) or refresh(self))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.3)
+        assert len(reads) > 1  # the picker follows the runs while it is shown
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run")
         await pilot.pause(0.5)
+        covered = len(reads)
+        await pilot.pause(0.6)  # six refreshes, were the picker's timer left running
+        assert len(reads) == covered, "the picker re-read the runs under the run screen"
         await pilot.press("question_mark")
         await pilot.pause(0.2)
         assert app.screen.quit_text == "stop the run (asks), back to the picker"
@@ -447,8 +456,8 @@ def test_a_paused_run_shows_the_engines_step_and_no_stale_rate() -> None:
     line = str(status_text(view, 120))
     assert "step 137/" in line and "paused" in line and "fr/s" not in line
     view.apply(StateChanged(137, time=T0 + 900, state="running", reason="resumed by user"))
-    view.apply(logged(140, fps=753.0))  # its window spans the pause (engine wall time)
-    assert "4,300 fr/s" in str(status_text(view, 120))
+    view.apply(logged(140, fps=4100.0))  # the engine leaves the pause out of its window
+    assert "4,100 fr/s" in str(status_text(view, 120))
     view.apply(logged(150, fps=4200.0))
     assert "4,200 fr/s" in str(status_text(view, 120))
 

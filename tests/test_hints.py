@@ -94,3 +94,13 @@ def test_a_large_first_gradient_without_clipping_is_an_explosion() -> None:
     health, raised = monitor()  # clip_norm 0: nothing bounds the first update
     health.check_gradients(1, 107.0, {"fusion": 0.9})
     assert [alarm.kind for alarm in raised] == ["grad_explode"]
+
+
+def test_a_window_ctc_could_not_align_is_no_loss_measured() -> None:
+    """A logged window made only of batches CTC cannot align has loss 0 (nothing to learn from):
+    it is not the run's best loss, so later losses are neither 'exploded' against it nor
+    divided by it."""
+    health, raised = monitor()
+    for step, loss in ((1, 5.0), (2, 0.0), (3, 4.0), (4, 6.0), (5, 3.0)):
+        health.observe(step, loss, 1e-3)
+    assert not raised and "loss_explode" not in health._last

@@ -383,6 +383,8 @@ def test_a_resumed_run_keeps_its_first_start_and_sums_the_time_it_trained(tmp_pa
         recorder(finished(1_100.0, 40, "stopped"))  # 100 s
         recorder(started(90_000.0, 40))  # the next day; killed after 30 s
         recorder(StateChanged(41, "running", time=90_030.0))
+        killed = summarize(run_dir)  # no process holds the run: killed, timed to its last event
+        assert killed.ended == 90_030.0 and killed.duration == pytest.approx(130.0)
         recorder(started(200_000.0, 40))
         recorder(finished(200_045.0, 100, "finished"))  # 45 s
     finally:

@@ -122,14 +122,21 @@ class StepLogger(Callback):
         engine.health.check_gradients(step, float(result.grad_norm), result.stage_norms)
         engine.health.check_logits(step, logit_std)
         encoder = engine.encoder_tap.encoder(output)
+        similarity = None
         if step > engine.profile.schedule.warmup_steps and encoder is not None:
             similarity = sequence_similarity(encoder.detach(), output.lengths)
             engine.health.check_collapse(step, similarity)
         # Time pooled after the encoder (a mean broadcast back over T): every output frame of
-        # every sample the same. From the second step: a zero-initialised classifier makes the
-        # first step's logits constant too, and one update moves it.
-        if step > max(1, engine.profile.schedule.warmup_steps) and time_collapsed(
-            logits, output.lengths
+        # every sample the same while the encoder still varies in time. Only then: a frozen or
+        # zero-initialised head, or bf16 rounding, can make the logits constant for other
+        # reasons. From the second step: a zero-initialised classifier moves after one update.
+        encoder_varies = (
+            similarity is not None and similarity <= engine.health.config.collapse_similarity
+        )
+        if (
+            step > max(1, engine.profile.schedule.warmup_steps)
+            and encoder_varies
+            and time_collapsed(logits, output.lengths)
         ):
             engine.health.alarm(
                 step,

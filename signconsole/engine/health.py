@@ -98,6 +98,8 @@ class HealthMonitor:
         the vanishing gradients and dead outputs it causes. One late noisy batch at 10x a tiny
         best loss is not. Costs a few comparisons at the log interval."""
         self.lr = lr
+        if loss == 0.0:  # a window of batches CTC could not align at all: no loss was measured
+            return
         if self._first_loss is None and math.isfinite(loss):
             self._first_loss = loss
         exploded = not math.isfinite(loss) or loss > 10 * self._best_loss

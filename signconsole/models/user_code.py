@@ -12,17 +12,28 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-# Frames under these folders are not the user's: torch's modules, signconsole, the stdlib.
+# Frames under these folders are not the user's: signconsole, the stdlib and installed
+# packages (numpy, rich, ...: an error surfacing there is not the user's line to fix, and
+# blaming it would hide a traceback worth reading). A user's own package installed editable
+# (`pip install -e`) lives in their project folder, so it still counts as theirs.
 _PACKAGE = str(Path(__file__).resolve().parents[1]) + "/"
-_STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve()) + "/"
+_NOT_USER = tuple(
+    {_PACKAGE}
+    | {
+        str(Path(folder).resolve()) + "/"
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (folder := sysconfig.get_paths().get(key))
+    }
+)
 
 
 def user_frame(error: BaseException) -> traceback.FrameSummary | None:
-    """The innermost frame of `error`'s traceback in code that is neither torch, signconsole
-    nor the standard library: the user's model (file or package), or None."""
+    """The innermost frame of `error`'s traceback in code that is neither torch, signconsole,
+    the standard library nor an installed package: the user's model (file or package), or
+    None."""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         name = str(Path(frame.filename).resolve()) if frame.filename[:1] == "/" else ""
-        if name and "/torch/" not in name and not name.startswith((_PACKAGE, _STDLIB)):
+        if name and "/torch/" not in name and not name.startswith(_NOT_USER):
             return frame
     return None
 

@@ -195,7 +195,7 @@ class RunRecorder:
             self._line(event, _describe(event))
         db.flush()  # lifecycle events and evaluations are committed at once
 
-    def _session_started(self, now: float) -> dict[str, float]:
+    def _session_started(self, now: float) -> dict[str, float | None]:
         """A resumed run keeps its first start; the time it trained is summed session by
         session (`trained_seconds`), so its duration is not the days between two sessions. A
         session killed before it ended counts up to its newest event."""
@@ -210,6 +210,7 @@ class RunRecorder:
             "started": first if first is not None else now,
             "session_started": now,
             "trained_seconds": trained,
+            "finished": None,  # the end of an earlier session is not this one's
         }
 
     def _session_ended(self, now: float) -> dict[str, float | None]:

@@ -12,6 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Label, Static
 
 from signconsole.store.catalog import RunSummary, list_runs
@@ -94,6 +95,7 @@ class PickerScreen(Screen):
         self.profiles: dict[str, ProfileRow] = {}
         self.runs: dict[str, RunSummary] = {}
         self.marked: list[str] = []  # run paths marked for comparison, in marking order
+        self._refresher: Timer | None = None  # re-reads the runs while the picker is shown
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -139,10 +141,19 @@ class PickerScreen(Screen):
         self.refresh_runs()
         (table if self.profiles else runs).focus()
         self._show_detail()
-        self.set_interval(PICKER_REFRESH, self.refresh_runs)
+        self._refresher = self.set_interval(PICKER_REFRESH, self.refresh_runs)
+
+    def on_screen_suspend(self) -> None:
+        # Under a run screen the picker is not seen: re-reading every run's store there would
+        # take the UI thread (and the GIL) from the training every few seconds.
+        if self._refresher is not None:
+            self._refresher.pause()
 
     def on_screen_resume(self) -> None:
+        if self._refresher is None:  # the first showing: on_mount reads the runs
+            return
         self.refresh_runs()  # back from a run or a review: it may have ended since
+        self._refresher.resume()
 
     # -------------------------------------------------------------------------- runs list
     def refresh_runs(self) -> None:

@@ -113,9 +113,6 @@ class RunView:
     decodes_version: int = 0
     status_version: int = 0
     _rate_anchor: tuple[float, int] | None = None
-    # The engine's frames/s of the first interval after a pause spans the pause (its window is
-    # wall time): that one value is not shown (an engine-side fix would measure active time).
-    _rate_spans_pause: bool = False
     _lr_events: bool = False  # the engine publishes LearningRateChanged: no command guessing
 
     @property
@@ -207,10 +204,8 @@ class RunView:
                     stage_norms = True
         self.epoch = int(values.get(m.EPOCH, self.epoch))
         self.lr = values.get(m.LR, self.lr)
-        if self._rate_spans_pause and m.FRAMES_PER_SECOND in values:
-            self._rate_spans_pause = False  # the pause is in this one's window: keep the last
-        else:
-            self.frames_per_second = values.get(m.FRAMES_PER_SECOND, self.frames_per_second)
+        # The engine's frames/s leaves pauses out (its training clock): shown as it comes.
+        self.frames_per_second = values.get(m.FRAMES_PER_SECOND, self.frames_per_second)
         self.teacher_ms = values.get(m.TEACHER_MS, self.teacher_ms)
         self.charts_version += 1
         self.status_version += 1
@@ -361,8 +356,6 @@ class RunView:
         self.add_entry(TimelineEntry(event.step, event.time, "stage", "info", text))
 
     def _on_StateChanged(self, event: StateChanged) -> None:
-        if event.state == "paused" and self.state != "paused":
-            self._rate_spans_pause = True
         if event.state in ("paused", "running"):
             self._rate_anchor = None  # steps/s (the ETA) measures training, not the pause
         self.state, self.state_reason = event.state, event.reason
