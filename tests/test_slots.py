@@ -72,10 +72,31 @@ def test_landmarks_and_mask_share_one_slot_and_keep_their_dtypes() -> None:
     raw.landmarks, raw.mask = landmarks, mask
     worker = slots.WorkerSlots()
     held = worker.hold(raw)
-    assert held.landmarks.slot == held.mask.slot and not held.landmarks.frees_slot
-    assert held.mask.offset % slots.HEADER == 0 and held.mask.frees_slot
+    assert held.landmarks.slot == held.mask.slot and held.mask.tensors == 2
+    assert held.mask.offset % slots.HEADER == 0
     arrived = travel(held)
     assert arrived.landmarks.dtype == torch.float16 and arrived.mask.dtype == torch.bool
     assert torch.equal(arrived.landmarks, landmarks) and torch.equal(arrived.mask, mask)
     worker.hold(raw)
     assert len(worker) == 1  # freed once its last tensor was copied out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a CUDA device")
+def test_batches_for_a_gpu_arrive_in_pinned_memory(monkeypatch) -> None:
+    monkeypatch.setattr(slots, "pin_arrivals", True)
+    worker = slots.WorkerSlots()
+    arrived = travel(worker.hold(batch(30)))
+    assert arrived.features.is_pinned() and torch.equal(arrived.features, batch(30).features)
+
+
+def test_a_slot_is_free_once_all_its_tensors_arrived_in_any_order() -> None:
+    raw = RawBatch(["x"], torch.tensor([4]), torch.tensor([1]), torch.tensor([1]))
+    raw.landmarks, raw.mask = torch.randn(1, 4, 5, 3).half(), torch.ones(1, 4, 5, dtype=torch.bool)
+    worker = slots.WorkerSlots()
+    held = worker.hold(raw)
+    assert torch.equal(travel(held.mask), raw.mask)  # the mask first: the slot is still busy
+    worker.hold(raw)
+    assert len(worker) == 2
+    assert torch.equal(travel(held.landmarks), raw.landmarks)  # now all of it: free
+    worker.hold(raw)
+    assert len(worker) == 2

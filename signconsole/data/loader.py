@@ -149,8 +149,11 @@ class LoaderWorkers:
             self.device.type == "cuda" if features_on_device is None else features_on_device
         )
         self.pin = self.device.type == "cuda"
-        # A forked worker must not touch CUDA (pinning does): the training process pins instead.
+        # A forked worker must not touch CUDA (pinning does): the training process pins instead,
+        # as it copies each batch out of its slot.
         self.pin_in_worker = self.pin and self.kind == "threads"
+        if self.pin and self.kind == "processes":
+            slots.pin_arrivals = True
         self.featurizer = Featurizer(dataset.model_input, compact)
 
     @property

@@ -48,7 +48,7 @@ class InSlot:
     offset: int  # bytes
     shape: tuple[int, ...]
     dtype: torch.dtype
-    frees_slot: bool  # the slot's last tensor: copied out, the slot is free again
+    tensors: int  # how many the batch put in the slot: once all are copied out, it is free
 
     def __reduce__(self):
         return _arrive, (
@@ -57,7 +57,7 @@ class InSlot:
             self.offset,
             self.shape,
             self.dtype,
-            self.frees_slot,
+            self.tensors,
         )
 
 
@@ -84,7 +84,7 @@ class WorkerSlots:
         number, announce = self._free_slot(size)
         storage = self._storages[number]
         placed, offset = {}, HEADER
-        for position, (name, tensor) in enumerate(tensors.items(), start=1):
+        for name, tensor in tensors.items():
             view = torch.empty(0, dtype=tensor.dtype).set_(
                 storage, offset // tensor.dtype.itemsize, tensor.shape
             )
@@ -95,7 +95,7 @@ class WorkerSlots:
                 offset,
                 tuple(tensor.shape),
                 tensor.dtype,
-                frees_slot=position == len(tensors),
+                tensors=len(tensors),
             )
             offset += _aligned(tensor.nbytes)
         _flag(storage).fill_(1)  # on its way: not written again until the trainer copied it
@@ -126,6 +126,11 @@ def _flag(storage: torch.UntypedStorage) -> torch.Tensor:
 
 # The training process's mappings of the workers' slots, by (worker pid, slot number).
 _mapped: dict[tuple[int, int], torch.UntypedStorage] = {}
+# Set in the training process when its batches go to a GPU (`LoaderWorkers`): a batch is copied
+# out of its slot straight into pinned memory, which the copy to the device wants, instead of
+# into pageable memory and then once more, pinned, in the training thread.
+pin_arrivals = False
+_arrived: dict[tuple[int, int], int] = {}  # tensors of a slot's batch copied out so far
 
 
 def _arrive(
@@ -134,16 +139,24 @@ def _arrive(
     offset: int,
     shape: tuple[int, ...],
     dtype: torch.dtype,
-    frees_slot: bool,
+    tensors: int,
 ) -> torch.Tensor:
-    """A tensor from a worker's slot, copied into this process's memory (while unpickling)."""
+    """A tensor from a worker's slot, copied into this process's memory (while unpickling; the
+    batch's tensors arrive in whatever order its fields are restored)."""
     if storage is not None:
         _mapped[slot] = storage  # a new or grown slot; the old mapping is dropped
     storage = _mapped[slot]
     view = torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
-    own = view.clone()
-    if frees_slot:
+    own = (
+        torch.empty(shape, dtype=dtype, pin_memory=True).copy_(view)
+        if pin_arrivals
+        else view.clone()
+    )
+    arrived = _arrived.pop(slot, 0) + 1
+    if arrived == tensors:
         _flag(storage).fill_(0)
+    else:
+        _arrived[slot] = arrived
     return own
 
 
@@ -152,3 +165,4 @@ def forget(pids: list[int]) -> None:
     mapping)."""
     for key in [key for key in _mapped if key[0] in pids]:
         del _mapped[key]
+        _arrived.pop(key, None)
