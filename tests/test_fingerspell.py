@@ -383,3 +383,24 @@ def test_fingerspell_refuses_the_folder_it_runs_in(tmp_path, capsys, monkeypatch
     code, _, _ = run_cli(capsys, "data", "fingerspell", "--out", "sub/", *TINY)
     assert code == 0 and (here / "sub" / "fingerspell.json").is_file()
     assert [p.name for p in here.iterdir()] == ["sub"]
+
+
+def test_a_file_put_in_the_folder_during_the_build_is_not_swapped_away(tmp_path, monkeypatch):
+    """The folder is checked again right before the finished build replaces it: a file a person
+    put there meanwhile stays, and the finished corpus is kept beside it, named in the error."""
+    from signconsole.data import fingerspell
+
+    out = tmp_path / "corpus"
+    build_corpus(small_config(), out)  # a corpus this command built: replaceable
+    build_into = fingerspell._build_into
+
+    def meanwhile(work, config, progress):
+        (out / "notes.txt").write_text("mine\n")
+        return build_into(work, config, progress)
+
+    monkeypatch.setattr(fingerspell, "_build_into", meanwhile)
+    with pytest.raises(ValueError, match=r"notes.txt.*changed during the build.*finished corpus"):
+        build_corpus(small_config(seed=5), out)
+    assert (out / "notes.txt").read_text() == "mine\n" and (out / METADATA).exists()
+    kept = [p for p in tmp_path.iterdir() if p != out]
+    assert len(kept) == 1 and (kept[0] / METADATA).exists()

@@ -325,24 +325,38 @@ def build_corpus(
     check_config(config, lambda name: f"fingerspell.{name}")
     previous = replaced_corpus(Path(out_dir))
     out_dir = Path(out_dir).resolve()  # "out" and "out/" have a parent to build beside
-    summary = _build(config, out_dir, progress)
+    summary = _build(config, out_dir, progress, recheck=True)
     if previous is None:
         return summary
     return replace(summary, replaced=describe(previous), rebuild=rebuild_command(previous, out_dir))
 
 
-def _build(config: FingerspellConfig, out_dir: Path, progress: Progress | None) -> CorpusSummary:
-    """Build into a temp folder beside `out_dir`, then swap it in (whatever `out_dir` held)."""
+def _build(
+    config: FingerspellConfig, out_dir: Path, progress: Progress | None, recheck: bool = False
+) -> CorpusSummary:
+    """Build into a temp folder beside `out_dir`, then swap it in (whatever `out_dir` held).
+    `recheck`: look at `out_dir` again right before the swap (a person may have put a file in it
+    during a long build); then a finished build is kept beside it, not swapped in."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(out_dir)
     work = work_folder(out_dir)
+    keep = False
     try:
         metadata = _build_into(work, config, progress)
         text = json.dumps(metadata, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         (work / METADATA).write_text(text, encoding="utf-8")  # last: marks the build complete
+        if recheck:
+            try:
+                replaced_corpus(out_dir)
+            except ValueError as error:
+                keep = True
+                raise ValueError(
+                    f"{error} (it changed during the build; the finished corpus is in {work})"
+                ) from None
         install(work, out_dir)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
         raise
     return _summary(out_dir, metadata)
 
