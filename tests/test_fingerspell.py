@@ -370,7 +370,7 @@ def test_fingerspell_bounds_name_the_option(tmp_path, capsys, option, value, nee
 def test_a_large_build_says_what_it_will_cost_first():
     from signconsole.data.build_limits import estimate
 
-    assert estimate(100_000) == "14.0 GB and 75 minutes of one CPU core"
+    assert estimate(100_000) == "14.0 GB and 23 minutes of one CPU core"
 
 
 def test_fingerspell_refuses_the_folder_it_runs_in(tmp_path, capsys, monkeypatch):

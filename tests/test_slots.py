@@ -100,3 +100,11 @@ def test_a_slot_is_free_once_all_its_tensors_arrived_in_any_order() -> None:
     assert torch.equal(travel(held.landmarks), raw.landmarks)  # now all of it: free
     worker.hold(raw)
     assert len(worker) == 2
+
+
+def test_a_batch_takes_a_free_slot_with_room_before_growing_another() -> None:
+    worker = slots.WorkerSlots()
+    large, small = worker.hold(batch(400)), worker.hold(batch(10))  # slot 0 large, slot 1 small
+    travel(small), travel(large)
+    again = worker.hold(batch(400, seed=2))
+    assert again.features.slot[1] == 0 and again.features.storage is None and len(worker) == 2

@@ -43,11 +43,7 @@ def device_option(name: str):
 
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
         raise UserError(f"--device {name!r}: give auto, cpu, cuda, cuda:N or mps")
-    try:
-        return resolve_device(name)
-    except UserError as error:  # worded for the profile key it usually checks
-        message = str(error).replace(f"training.device = {name!r}", f"--device {name}")
-        raise UserError(message) from None
+    return resolve_device(name, "--device")
 
 
 def check_output_file(option: str, path: str | None) -> None:

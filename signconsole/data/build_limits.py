@@ -14,8 +14,9 @@ from signconsole.config import FingerspellConfig
 SPLITS = ("train", "dev", "test")
 MAX_SEQUENCES = 100_000  # per split, as profile_checks bounds data.fingerspell.*
 SEED_MAX = 2**32 - 1  # profile_checks.SEED_MAX (not imported: it pulls in the models)
-# What one sequence costs on the project's 2-core CPU VM (the demo's 760 in 34 s, 106 MB).
-SECONDS_PER_SEQUENCE = 0.045
+# What one sequence costs on the project's 2-core CPU VM: the demo corpus's 760 sequences took
+# 10.4 s and 106 MB on 2026-12-03 (`data fingerspell --train 600 --dev 80 --test 80`, quiet).
+SECONDS_PER_SEQUENCE = 0.014
 BYTES_PER_SEQUENCE = 140_000
 
 
@@ -38,7 +39,7 @@ def check_config(config: FingerspellConfig, option: Callable[[str], str] = str) 
 
 
 def estimate(sequences: int) -> str:
-    """'14.0 GB and 75 minutes', the rough cost of spelling `sequences` sequences."""
+    """'14.0 GB and 23 minutes', the rough cost of spelling `sequences` sequences."""
     gigabytes = sequences * BYTES_PER_SEQUENCE / 1e9
     minutes = sequences * SECONDS_PER_SEQUENCE / 60
     size = f"{gigabytes:.1f} GB" if gigabytes >= 1 else f"{gigabytes * 1000:.0f} MB"

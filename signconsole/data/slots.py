@@ -104,12 +104,13 @@ class WorkerSlots:
     def _free_slot(self, size: int) -> tuple[int, bool]:
         """A free slot with room for `size` bytes, and whether it is new (its memory must
         travel with this batch)."""
-        for number, storage in enumerate(self._storages):
-            if _flag(storage).item() == 0:
-                if storage.nbytes() >= size:
-                    return number, False
-                self._storages[number] = _new_storage(size)
-                return number, True
+        free = [n for n, storage in enumerate(self._storages) if _flag(storage).item() == 0]
+        roomy = [n for n in free if self._storages[n].nbytes() >= size]
+        if roomy:
+            return roomy[0], False
+        if free:  # grown: the smaller memory goes, the new one travels with this batch
+            self._storages[free[0]] = _new_storage(size)
+            return free[0], True
         self._storages.append(_new_storage(size))
         return len(self._storages) - 1, True
 

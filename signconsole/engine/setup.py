@@ -19,11 +19,12 @@ from signconsole.models.contract import ContractReport, check_model
 from signconsole.models.pretrained import LoadReport, load_pretrained, profile_pretrained
 
 
-def resolve_device(setting: str) -> torch.device:
-    """ "auto", "cpu", "cuda", "cuda:N" or "mps", checked against what this machine has."""
+def resolve_device(setting: str, option: str = "training.device") -> torch.device:
+    """ "auto", "cpu", "cuda", "cuda:N" or "mps", checked against what this machine has;
+    `option` is how the user gave it (the profile key, or a command's `--device`)."""
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    key = f"training.device = {setting!r}"
+    key = f"{option} = {setting!r}" if option.startswith("training.") else f"{option} {setting}"
     if setting.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f'{key} but no CUDA GPU is visible; use "auto" or "cpu"')
