@@ -67,8 +67,7 @@ def ensure_runs_dir(runs_dir: str | Path) -> Path:
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = ensure_runs_dir(runs_dir)  # a run started from the console is checked the same
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in ["", *(f"-{i}" for i in range(2, 100))]:
         path = runs_dir / f"{stamp}-{name}{suffix}"
